@@ -1,0 +1,223 @@
+"""HTTP clients for the environment protocol (sync `EnvClient`, async `AsyncEnvClient`), used by rollouts.
+
+Every call has a timeout. Retries are safe by construction: a request that may have reached the server is
+retried only when it is idempotent (GET, DELETE); create/step are retried only when the connection was
+never made (connect errors) or the server said 429/503 before doing anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+
+from environments.protocol.schemas import Action, Observation, SessionState, StepResult
+
+_RETRY_STATUS = {429, 503}
+
+
+class EnvClientError(Exception):
+    """The server answered with an error status (message from the server's `error` field)."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(f"HTTP {status_code}: {message}")
+        self.status_code = status_code
+        self.message = message
+
+
+def _task_body(task: str | dict[str, Any] | None, seed: int | None) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if isinstance(task, str):
+        body["task_id"] = task
+    elif isinstance(task, dict):
+        body["task_spec"] = task
+    elif task is not None:
+        raise TypeError(
+            f"task must be a task id (str), a task spec (dict) or None, got {type(task).__name__}"
+        )
+    if seed is not None:
+        body["seed"] = seed
+    return body
+
+
+def _action_body(action: Action | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(action, Action):
+        return action.model_dump(exclude_none=True)
+    return Action.model_validate(action).model_dump(exclude_none=True)  # fail early, client side
+
+
+def _raise_for(resp: httpx.Response) -> None:
+    if resp.status_code < 400:
+        return
+    try:
+        message = resp.json().get("error") or resp.text
+    except ValueError:
+        message = resp.text
+    raise EnvClientError(resp.status_code, message)
+
+
+def _should_retry(method: str, exc: Exception | None, resp: httpx.Response | None) -> bool:
+    if resp is not None:
+        return resp.status_code in _RETRY_STATUS
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return True
+    return method in ("GET", "DELETE") and isinstance(exc, httpx.TransportError)
+
+
+class _Base:
+    def __init__(
+        self, base_url: str, token: str | None, timeout: float, retries: int, backoff_s: float
+    ) -> None:
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries}")
+        self.base_url = base_url.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
+        self.retries = retries
+        self.backoff_s = backoff_s
+
+
+class EnvClient(_Base):
+    """Blocking client. `with EnvClient(url) as env: obs = env.reset("task-1"); env.step(obs.session_id, a)`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        timeout: float = 60.0,
+        retries: int = 3,
+        backoff_s: float = 0.2,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, token, timeout, retries, backoff_s)
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=self.headers, timeout=self.timeout, transport=transport
+        )
+
+    def _request(self, method: str, path: str, **kw: Any) -> Any:
+        for attempt in range(self.retries + 1):
+            exc: Exception | None = None
+            resp: httpx.Response | None = None
+            try:
+                resp = self._http.request(method, path, **kw)
+            except httpx.TransportError as e:
+                exc = e
+            if attempt < self.retries and _should_retry(method, exc, resp):
+                time.sleep(self.backoff_s * 2**attempt)
+                continue
+            if exc is not None:
+                raise exc
+            assert resp is not None
+            _raise_for(resp)
+            return resp.json()
+        raise AssertionError("unreachable")
+
+    def reset(self, task: str | dict[str, Any] | None = None, seed: int | None = None) -> Observation:
+        return Observation.model_validate(self._request("POST", "/sessions", json=_task_body(task, seed)))
+
+    def step(self, session_id: str, action: Action | dict[str, Any]) -> StepResult:
+        data = self._request("POST", f"/sessions/{session_id}/step", json=_action_body(action))
+        return StepResult.model_validate(data)
+
+    def state(self, session_id: str) -> SessionState:
+        return SessionState.model_validate(self._request("GET", f"/sessions/{session_id}/state"))
+
+    def close_session(self, session_id: str) -> None:
+        self._request("DELETE", f"/sessions/{session_id}")
+
+    def tools(self, session_id: str | None = None) -> list[dict[str, Any]]:
+        params = {"session_id": session_id} if session_id else None
+        return self._request("GET", "/tools", params=params)["tools"]
+
+    def metadata(self) -> dict[str, Any]:
+        return self._request("GET", "/metadata")
+
+    def health(self) -> dict[str, Any]:
+        return self._request("GET", "/health")
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> EnvClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncEnvClient(_Base):
+    """The same API for asyncio rollout loops."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        timeout: float = 60.0,
+        retries: int = 3,
+        backoff_s: float = 0.2,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 256,
+    ) -> None:
+        super().__init__(base_url, token, timeout, retries, backoff_s)
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=self.headers,
+            timeout=self.timeout,
+            transport=transport,
+            limits=limits,
+        )
+
+    async def _request(self, method: str, path: str, **kw: Any) -> Any:
+        for attempt in range(self.retries + 1):
+            exc: Exception | None = None
+            resp: httpx.Response | None = None
+            try:
+                resp = await self._http.request(method, path, **kw)
+            except httpx.TransportError as e:
+                exc = e
+            if attempt < self.retries and _should_retry(method, exc, resp):
+                await asyncio.sleep(self.backoff_s * 2**attempt)
+                continue
+            if exc is not None:
+                raise exc
+            assert resp is not None
+            _raise_for(resp)
+            return resp.json()
+        raise AssertionError("unreachable")
+
+    async def reset(self, task: str | dict[str, Any] | None = None, seed: int | None = None) -> Observation:
+        return Observation.model_validate(
+            await self._request("POST", "/sessions", json=_task_body(task, seed))
+        )
+
+    async def step(self, session_id: str, action: Action | dict[str, Any]) -> StepResult:
+        data = await self._request("POST", f"/sessions/{session_id}/step", json=_action_body(action))
+        return StepResult.model_validate(data)
+
+    async def state(self, session_id: str) -> SessionState:
+        return SessionState.model_validate(await self._request("GET", f"/sessions/{session_id}/state"))
+
+    async def close_session(self, session_id: str) -> None:
+        await self._request("DELETE", f"/sessions/{session_id}")
+
+    async def tools(self, session_id: str | None = None) -> list[dict[str, Any]]:
+        params = {"session_id": session_id} if session_id else None
+        return (await self._request("GET", "/tools", params=params))["tools"]
+
+    async def metadata(self) -> dict[str, Any]:
+        return await self._request("GET", "/metadata")
+
+    async def health(self) -> dict[str, Any]:
+        return await self._request("GET", "/health")
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncEnvClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
