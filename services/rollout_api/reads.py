@@ -1,0 +1,118 @@
+"""Read side of the store: job views, the outcome cursor the trainer collects from, metrics, integrity check.
+
+Reads run in DEFERRED transactions on SQLite, so in WAL mode they never wait for or block the writer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, select
+
+from services.rollout_api.tables import counters, jobs, trajectories
+
+
+class StoreReads:
+    engine: Engine
+    is_sqlite: bool
+    _run: Callable[..., Any]
+    _job_row: Callable[..., Any]
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        return self._run(lambda conn: _job_view(self._job_row(conn, job_id)), write=False)
+
+    def list_jobs(self, state: str | None, group_id: str | None, limit: int) -> list[dict[str, Any]]:
+        q = select(jobs).order_by(jobs.c.fifo).limit(limit)
+        if state:
+            q = q.where(jobs.c.state == state)
+        if group_id:
+            q = q.where(jobs.c.group_id == group_id)
+        return self._run(lambda conn: [_job_view(r) for r in conn.execute(q).all()], write=False)
+
+    def outcomes(self, since: int, limit: int, kind: str = "all") -> tuple[list[dict[str, Any]], int]:
+        """Finished jobs with outcome seq > since, in commit order. Returns (items, next cursor)."""
+        q = (
+            select(
+                jobs.c.id,
+                jobs.c.state,
+                jobs.c.group_id,
+                jobs.c.policy_version,
+                jobs.c.failure_reason,
+                jobs.c.outcome_seq,
+                trajectories.c.trajectory,
+            )
+            .select_from(jobs.outerjoin(trajectories, trajectories.c.job_id == jobs.c.id))
+            .where(jobs.c.outcome_seq > since)
+            .order_by(jobs.c.outcome_seq)
+            .limit(limit)
+        )
+        if kind != "all":
+            q = q.where(jobs.c.state == kind)
+        rows = self._run(lambda conn: conn.execute(q).all(), write=False)
+        items = [
+            {
+                "seq": r.outcome_seq,
+                "job_id": r.id,
+                "state": r.state,
+                "group_id": r.group_id,
+                "policy_version": r.policy_version,
+                "trajectory": json.loads(r.trajectory) if r.trajectory is not None else None,
+                "failure_reason": r.failure_reason,
+            }
+            for r in rows
+        ]
+        return items, (rows[-1].outcome_seq if rows else since)
+
+    def metrics(self) -> dict[str, Any]:
+        def tx(conn: Connection) -> dict[str, Any]:
+            states = dict(conn.execute(select(jobs.c.state, func.count()).group_by(jobs.c.state)).all())
+            ctr = dict(conn.execute(select(counters.c.name, counters.c.value)).all())
+            lat = conn.execute(
+                select(trajectories.c.lease_to_submit_s).order_by(trajectories.c.seq.desc()).limit(1000)
+            ).scalars()
+            return {"states": states, "counters": ctr, "lease_to_submit": sorted(lat)}
+
+        raw = self._run(tx, write=False)
+        lat = raw["lease_to_submit"]
+        out: dict[str, Any] = {
+            s: int(raw["states"].get(s, 0)) for s in ("queued", "leased", "done", "failed")
+        }
+        c = raw["counters"]
+        for name in ("enqueued", "leases_granted", "requeues", "expired_failures", "submitted", "duplicates"):
+            out[name] = int(c.get(name, 0))
+        out["conflicts"] = int(c.get("conflicts", 0))
+        out["worker_failures"] = int(c.get("failed_by_worker", 0))
+        out["lease_to_submit_p50_s"] = _quantile(lat, 0.5)
+        out["lease_to_submit_p90_s"] = _quantile(lat, 0.9)
+        return out
+
+    def integrity_check(self) -> str:
+        """SQLite's PRAGMA integrity_check ('ok' when intact); Postgres has no equivalent and returns 'ok'."""
+        if not self.is_sqlite:
+            return "ok"
+        with self.engine.connect() as conn:
+            return str(conn.exec_driver_sql("PRAGMA integrity_check").scalar_one())
+
+
+def _quantile(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def _job_view(r: Any) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "state": r.state,
+        "job": json.loads(r.payload),
+        "attempts": r.attempts,
+        "max_attempts": r.max_attempts,
+        "lease_owner": r.lease_owner,
+        "lease_expires": r.lease_expires,
+        "failure_reason": r.failure_reason,
+        "outcome_seq": r.outcome_seq,
+        "created_at": r.created_at,
+        "updated_at": r.updated_at,
+    }
