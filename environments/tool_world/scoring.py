@@ -1,0 +1,56 @@
+"""Reward of a tool_world episode: final-state match plus required outputs (tau-bench style).
+
+tau-bench scores an episode 1 when the database ends exactly in the state the gold actions produce and the
+agent's replies contain every required output, else 0. We do the same: `expected_state` is computed at task
+creation by executing the gold plan (without stochasticity), so the check needs no hand-written diff. Row
+order within a table is ignored. The details say what differed, for debugging and for the judge's rubric scores.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from environments.tool_world.spec import State, TaskSpec
+
+
+def _canon(rows: list[dict[str, Any]]) -> list[str]:
+    return sorted(json.dumps(r, sort_keys=True, ensure_ascii=False) for r in rows)
+
+
+def state_diff(expected: State, actual: State, limit: int = 5) -> list[str]:
+    """Human-readable differences between two states (empty list when they match)."""
+    out: list[str] = []
+    for table in sorted(set(expected) | set(actual)):
+        want, got = _canon(expected.get(table, [])), _canon(actual.get(table, []))
+        if want == got:
+            continue
+        missing = [r for r in want if r not in got]
+        extra = [r for r in got if r not in want]
+        out.extend(f"{table}: expected {r}" for r in missing)
+        out.extend(f"{table}: unexpected {r}" for r in extra)
+    return out[:limit]
+
+
+def answer_missing(must_say: list[str], answer: str) -> list[str]:
+    low = (answer or "").lower()
+    return [s for s in must_say if str(s).lower() not in low]
+
+
+def score_episode(
+    task: TaskSpec | Mapping[str, Any], final_state: State, final_answer: str | None
+) -> tuple[float, dict[str, Any]]:
+    """Reward 1.0 when the final state equals the expected one and the answer has every required string."""
+    spec = task if isinstance(task, TaskSpec) else TaskSpec.model_validate(task)
+    diff = state_diff(spec.expected_state, final_state)
+    missing = answer_missing(spec.must_say, final_answer or "")
+    state_ok, answer_ok = not diff, not missing
+    reward = 1.0 if state_ok and answer_ok else 0.0
+    return reward, {
+        "state_ok": state_ok,
+        "answer_ok": answer_ok,
+        "state_diff": diff,
+        "missing_outputs": missing,
+        "task_id": spec.id,
+    }

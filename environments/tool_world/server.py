@@ -1,0 +1,183 @@
+"""tool_world over the agentrl environment protocol: `create_app()` for `agentrl serve env tool_world`.
+
+`ToolWorldEnv` is a protocol `Environment` whose step delegates every call to a `WorldSession`, so an episode
+behaves identically in-process (synth, eval, RL with the env in the same process) and over HTTP: same error
+observations, same seeded stochasticity, same reward (`scoring.score_episode`). Tasks come inline as a task spec
+(what `agentrl.synth` produces) or by id from a built-in set generated from the hand-written domains.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import random
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import ValidationError
+
+from environments.protocol import (
+    Action,
+    EnvError,
+    Environment,
+    Message,
+    Observation,
+    ServerSettings,
+    StepResult,
+    ToolError,
+    ToolRegistry,
+    ToolSpec,
+    UnknownTaskError,
+    create_env_app,
+)
+from environments.tool_world.domains import builtin_domains
+from environments.tool_world.session import WorldSession
+from environments.tool_world.spec import TaskSpec
+from environments.tool_world.taskgen import instantiate
+
+
+def builtin_tasks(per_template: int = 2, seed: int = 0, fail_rate: float = 0.1) -> dict[str, TaskSpec]:
+    """A small deterministic task set from the hand-written domains: ids `domain.template.split.i`."""
+    rng = random.Random(seed)
+    tasks: dict[str, TaskSpec] = {}
+    for domain in builtin_domains():
+        for tpl in domain.templates:
+            for split in ("train", "heldout"):
+                for i in range(per_template):
+                    tid = f"{domain.name}.{tpl.id}.{split}.{i}"
+                    tasks[tid] = instantiate(
+                        domain, tpl, rng, split=split, task_id=tid, vague_rate=0.2, fail_rate=fail_rate
+                    )
+    return tasks
+
+
+class ToolWorldEnv(Environment):
+    name = "tool_world"
+    description = (
+        "K2-style tool simulator: stateful simulated world with declarative tools, seeded transient failures "
+        "and partial results; reward = final-state match plus required outputs."
+    )
+    version = "0.1.0"
+
+    def __init__(self, tasks: dict[str, TaskSpec] | None = None) -> None:
+        self._tasks = tasks or {}
+        self.session: WorldSession | None = None
+
+    def task_ids(self) -> list[str]:
+        return sorted(self._tasks)
+
+    def reset(
+        self, task_id: str | None = None, task_spec: dict[str, Any] | None = None, seed: int | None = None
+    ) -> Observation:
+        if task_spec is not None:
+            try:
+                task = TaskSpec.model_validate(task_spec)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"]) or "<root>"
+                raise EnvError(
+                    f"invalid task_spec at {where}: {first['msg']} ({exc.error_count()} errors)"
+                ) from None
+        elif task_id is not None:
+            if task_id not in self._tasks:
+                raise UnknownTaskError(f"unknown task {task_id!r}; GET /metadata lists the built-in task ids")
+            task = self._tasks[task_id]
+        else:
+            if not self._tasks:
+                raise EnvError("no built-in tasks; pass a task_spec")
+            task = self._tasks[random.Random(seed).choice(sorted(self._tasks))]
+        self.session = WorldSession(task, seed=seed or 0)
+        msgs = [Message(**m) for m in self.session.initial_messages()]
+        info = {"domain": task.domain, "template": task.template, "level": task.level, "split": task.split}
+        return Observation(task_id=task.id, messages=msgs, tools=self.session.openai_tools(), info=info)
+
+    def _live(self) -> WorldSession:
+        if self.session is None:
+            raise EnvError("no episode: reset first")
+        if self.session.done:
+            raise EnvError("episode is done; create a new session")
+        return self.session
+
+    def step(self, action: Action) -> StepResult:
+        s = self._live()
+        s.steps += 1
+        if action.final_answer is not None:
+            reply = s.say(action.final_answer)
+            if reply is not None:
+                return StepResult(messages=[Message(role="user", content=reply)], info={"user_reply": True})
+            reward, details = s.finish(action.final_answer)
+            return StepResult(reward=reward, done=True, info=details)
+        messages, errors = [], []
+        for call in action.tool_calls:
+            r = s.call(call.name, call.arguments)
+            messages.append(Message(role="tool", tool_call_id=call.id, name=call.name, content=r.content))
+            if not r.ok:
+                errors.append({"id": call.id, "name": call.name, "kind": r.kind, "error": r.error or ""})
+        info: dict[str, Any] = {"tool_errors": errors} if errors else {}
+        if s.steps >= s.task.max_steps:  # out of turns: score what the world looks like now
+            reward, details = s.finish("")
+            return StepResult(
+                messages=messages, reward=reward, done=True, info={**info, **details, "truncated": True}
+            )
+        return StepResult(messages=messages, info=info)
+
+    def state(self) -> dict[str, Any]:
+        s = self.session
+        if s is None:
+            return {}
+        return {
+            "tables": s.state,
+            "steps": s.steps,
+            "done": s.done,
+            "calls": len(s.calls),
+            "reward": s.reward,
+        }
+
+    def tools(self) -> ToolRegistry:
+        """The task's tools as a protocol registry (for /tools and MCP); calls run in this session."""
+        reg = ToolRegistry()
+        if self.session is None:
+            return reg
+        for t in self.session.task.tools:
+            reg.add(
+                ToolSpec(
+                    t.name, t.description, t.parameters, handler=functools.partial(self._mcp_call, t.name)
+                )
+            )
+        return reg
+
+    def _mcp_call(self, name: str, **args: Any) -> str:
+        r = self._live().call(name, args)
+        if not r.ok and r.kind != "partial":
+            raise ToolError(r.error or "tool failed")
+        return r.content
+
+    # The server snapshots before each step; state is tiny, so a copy is cheap.
+    def snapshot(self) -> Any:
+        s = self.session
+        if s is None:
+            return None
+        return (
+            copy.deepcopy(s.state),
+            len(s.calls),
+            s.steps,
+            s.done,
+            s.revealed,
+            s.rng.getstate(),
+            s._last_glitch,
+        )
+
+    def restore(self, snap: Any) -> None:
+        if snap is None or self.session is None:
+            return
+        s = self.session
+        state, ncalls, s.steps, s.done, s.revealed, rng_state, s._last_glitch = snap
+        s.state = state
+        del s.calls[ncalls:]
+        s.rng.setstate(rng_state)
+
+
+def create_app(settings: ServerSettings | None = None, tasks: dict[str, TaskSpec] | None = None) -> FastAPI:
+    """The tool_world server; the built-in task set is generated once and shared by all sessions."""
+    task_set = tasks if tasks is not None else builtin_tasks()
+    return create_env_app(functools.partial(ToolWorldEnv, task_set), settings)

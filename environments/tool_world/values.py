@@ -1,0 +1,60 @@
+"""Entity values for task states, with a train / held-out partition that never overlaps.
+
+Tiny policies can learn to *copy* an id or a name from the user message or a tool result, but they cannot be
+allowed to memorise them: held-out tasks must use values never seen in training. Every generated string value
+is assigned to a partition by a stable hash (crc32), so the property holds across runs, seeds and processes
+without keeping a registry. Names and places are made from syllables (short, pronounceable, unlimited);
+codes are a prefix plus three characters from an alphabet without look-alikes (0/O, 1/I/L).
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+
+from environments.tool_world.spec import ColumnSpec
+
+CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+_ONSETS = ["b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z"]
+_VOWELS = ["a", "e", "i", "o", "u"]
+_PLACE_ENDS = ["", "", "n", "r", "s"]
+HELDOUT_BUCKETS = 8  # 1 in 8 values belongs to the held-out partition
+
+SPLIT_TRAIN = "train"
+SPLIT_HELDOUT = "heldout"
+
+
+def partition(value: str) -> str:
+    """The partition a string value belongs to: 'heldout' for 1 in HELDOUT_BUCKETS, else 'train'."""
+    return SPLIT_HELDOUT if zlib.crc32(value.lower().encode()) % HELDOUT_BUCKETS == 0 else SPLIT_TRAIN
+
+
+def _syllables(rng: random.Random, n: int) -> str:
+    return "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) for _ in range(n))
+
+
+def _raw(col: ColumnSpec, rng: random.Random) -> str | int:
+    if col.gen == "code":
+        return col.prefix + "".join(rng.choice(CODE_ALPHABET) for _ in range(3))
+    if col.gen == "name":
+        return _syllables(rng, 2).capitalize()
+    if col.gen == "place":
+        return (_syllables(rng, rng.choice((2, 3))) + rng.choice(_PLACE_ENDS)).capitalize()
+    if col.gen == "word":
+        return _syllables(rng, 2)
+    if col.gen == "enum":
+        return rng.choice(col.values)
+    return rng.randint(col.lo, col.hi)
+
+
+def draw(col: ColumnSpec, rng: random.Random, split: str, exclude: set | None = None) -> str | int:
+    """One value for `col` in partition `split`; enum and int values are shared vocabulary (not partitioned)."""
+    exclude = exclude or set()
+    for _ in range(1000):
+        v = _raw(col, rng)
+        if v in exclude:
+            continue
+        if isinstance(v, str) and col.gen != "enum" and partition(v) != split:
+            continue
+        return v
+    raise RuntimeError(f"could not draw a fresh {col.gen} value for split {split!r} (pool exhausted)")
