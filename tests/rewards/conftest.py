@@ -116,7 +116,7 @@ def make_app() -> FastAPI:
         if model == "slow":
             import asyncio
 
-            await asyncio.sleep(3.0)
+            await asyncio.sleep(1.0)
             return _completion(_good_verdict(body))
         if model == "critic_always_a":  # a maximally position-biased critic
             return _completion("Both are fine. [[A]]")
