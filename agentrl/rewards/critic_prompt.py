@@ -1,0 +1,94 @@
+"""The self-critique critic's prompt and verdict format (K2 §3.2.2, App. F).
+
+The policy itself is the critic. It gets, as OpenAI messages (the model's K2 chat template renders them to
+tokens later, `<|im_system|>system<|im_middle|>...`):
+- system: critic instructions plus the combined rubrics (core, prescriptive, task; mandatory ones marked);
+- user: the conversation prompt and the two candidate responses, labelled Response A and Response B.
+The critic must end its answer with exactly one verdict token, `[[A]]` or `[[B]]` (forced choice: the paper's
+critic ranks, so no ties in the target format). A short reason before the token is allowed.
+
+`parse_critic_verdict` is deliberately robust, because a small policy's output drifts: it takes the LAST
+`[[A]]`/`[[B]]`/`[[tie]]`, else a "Verdict: A" style line, else a bare "A"/"B" answer, else "Response A is
+better"; anything contradictory or absent is None (an abstention the reward maths drops).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from agentrl.rewards.base import Subject
+from agentrl.rewards.judge import render_rubrics
+from agentrl.rewards.pairwise import Winner
+from agentrl.rewards.rubrics import Rubric
+from agentrl.rewards.transcript import messages_of, render_messages, split_prompt_response
+
+CRITIC_SYSTEM = """You are a critic comparing two candidate responses to the same conversation. Judge them \
+against the rubrics below. Mandatory rubrics must be respected; rubrics of kind "prescriptive" are \
+prohibitions, and a response that breaks one should lose unless the other breaks it worse. Ignore the order \
+in which the responses are shown and their length unless a rubric asks for brevity.
+
+Think briefly if you need to, then end your answer with the verdict on its own line: [[A]] if Response A is \
+better, or [[B]] if Response B is better."""
+
+VERDICT_TOKENS: dict[Winner, str] = {"A": "[[A]]", "B": "[[B]]", "tie": "[[tie]]"}
+
+_TOKEN = re.compile(r"\[\[\s*(A|B|tie|C)\s*\]\]", re.IGNORECASE)
+_LABELLED = re.compile(
+    r"(?:verdict|winner|answer|better(?: response)?|choice)\s*(?:is|:|=)\s*\**\s*(?:response\s+)?([AB])\b",
+    re.IGNORECASE,
+)
+_BARE = re.compile(r"^\W*(?:response\s+)?([AB])\W*$", re.IGNORECASE)
+_SENTENCE = re.compile(
+    r"\bresponse\s+([AB])\s+is\s+(?:clearly\s+|much\s+|slightly\s+)?better\b", re.IGNORECASE
+)
+
+
+def _norm(label: str) -> Winner:
+    label = label.upper()
+    return "tie" if label in ("TIE", "C") else label  # type: ignore[return-value]
+
+
+def parse_critic_verdict(text: str) -> Winner | None:
+    tokens = _TOKEN.findall(text)
+    if tokens:
+        return _norm(tokens[-1])
+    labelled = _LABELLED.findall(text)
+    if labelled:
+        return _norm(labelled[-1])
+    if _BARE.match(text.strip()):
+        return _norm(_BARE.match(text.strip()).group(1))  # type: ignore[union-attr]
+    said = {s.upper() for s in _SENTENCE.findall(text)}
+    if len(said) == 1:
+        return _norm(said.pop())
+    return None
+
+
+def _response_block(subject: Subject) -> str:
+    _, response = split_prompt_response(messages_of(subject))
+    return render_messages(response) if response else "(empty response)"
+
+
+def build_critic_messages(
+    prompt: Subject | Sequence[dict[str, Any]],
+    response_a: Subject,
+    response_b: Subject,
+    rubrics: Sequence[Rubric],
+) -> list[dict[str, str]]:
+    """OpenAI messages asking the critic to compare A and B. `prompt` is a trajectory (its prompt part is
+    used), a list of prompt messages, or the user's text."""
+    if isinstance(prompt, str):
+        prompt_msgs: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
+    elif isinstance(prompt, Sequence):
+        prompt_msgs = list(prompt)
+    else:
+        prompt_msgs, _ = split_prompt_response(messages_of(prompt))
+    system = f"{CRITIC_SYSTEM}\n\n# Rubrics\n{render_rubrics(rubrics)}"
+    user = (
+        f"# Conversation\n{render_messages(prompt_msgs)}\n\n"
+        f"# Response A\n{_response_block(response_a)}\n\n"
+        f"# Response B\n{_response_block(response_b)}\n\n"
+        "Which response is better? End with [[A]] or [[B]]."
+    )
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
