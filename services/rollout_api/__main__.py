@@ -11,6 +11,7 @@ import logging
 import uvicorn
 
 from services.rollout_api.app import create_app
+from services.rollout_api.settings import redact_url
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     app = create_app(
         args.db, lease_s=args.lease_s, max_attempts=args.max_attempts, reap_interval_s=args.reap_interval_s
     )
+    logging.getLogger("agentrl.rollout_api").info("store: %s", redact_url(args.db))
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
 
 

@@ -44,7 +44,7 @@ from services.rollout_api.schemas import (
     SubmitResult,
     check_utf8,
 )
-from services.rollout_api.settings import API_VERSION, Settings, redact_url, resolve_token
+from services.rollout_api.settings import API_VERSION, Settings, resolve_token
 from services.rollout_api.store import Store, open_store
 
 log = logging.getLogger("agentrl.rollout_api")
@@ -229,7 +229,9 @@ def create_app(
 
     @app.get("/health", response_model=Health, tags=["ops"])
     def health() -> Health:
-        return Health(status="ok", api_version=API_VERSION, store=redact_url(db_url))
+        """Open (no token). 200 when the store answers; 503 otherwise. Names the backend, not the URL."""
+        store.ping()
+        return Health(status="ok", api_version=API_VERSION, store=store.engine.dialect.name)
 
     return app
 

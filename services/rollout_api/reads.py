@@ -88,6 +88,10 @@ class StoreReads:
         out["lease_to_submit_p90_s"] = _quantile(lat, 0.9)
         return out
 
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers a trivial query."""
+        self._run(lambda conn: conn.exec_driver_sql("SELECT 1").scalar_one(), write=False)
+
     def integrity_check(self) -> str:
         """SQLite's PRAGMA integrity_check ('ok' when intact); Postgres has no equivalent and returns 'ok'."""
         if not self.is_sqlite:
