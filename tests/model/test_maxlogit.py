@@ -50,7 +50,9 @@ def _brute_force_smax(model, input_ids, pad_mask_bs):
             for h in range(heads):
                 for i in range(seq):
                     for j in range(i + 1):
-                        if pad_mask_bs[b, j] == 0:  # padded keys are masked; padded query rows still reach softmax
+                        if (
+                            pad_mask_bs[b, j] == 0
+                        ):  # padded keys are masked; padded query rows still reach softmax
                             continue
                         logit = float(q[b, h, i].double() @ k[b, h, j].double()) * scaling
                         best[h] = max(best[h], logit)

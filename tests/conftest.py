@@ -1,0 +1,28 @@
+"""Shared fixtures: a tiny K2 checkpoint built once per session (random init, default tokenizer)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+
+def require_tool(name: str) -> str:
+    """Path of a system tool; missing tools fail under CI (where .ci/run installs them) and skip elsewhere."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"system tool {name!r} is not installed (CI installs it via .ci/prepare.d)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from model.checkpoint import init_checkpoint
+
+    out = tmp_path_factory.mktemp("ckpt") / "k2-tiny"
+    init_checkpoint("k2-tiny", out, seed=0)
+    return str(out)
