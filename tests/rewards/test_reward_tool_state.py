@@ -70,3 +70,63 @@ def test_missing_state_abstains_and_bad_spec_raises():
         FinalStateMatch().score(t, {"expected_state": [1]})
     with pytest.raises(ValueError, match="mode"):
         FinalStateMatch(mode="fuzzy")
+
+
+def test_agrees_with_tool_world_scoring_on_real_tasks():
+    """Cross-check against the env's own tau-bench scorer on tasks from tool_world's built-in domains."""
+    import copy
+    import random
+
+    tw = pytest.importorskip("environments.tool_world.taskgen")
+    from environments.tool_world.domains import builtin_domains
+    from environments.tool_world.scoring import score_episode
+
+    verifier = FinalStateMatch.for_tool_world()
+    checked = changed = 0
+    for domain in builtin_domains():
+        for i, template in enumerate(domain.templates[:3]):
+            task = tw.instantiate(
+                domain, template, random.Random(i), split="train", task_id=f"{domain.name}-{i}"
+            )
+            said = " ".join(task.must_say)
+            mutated = copy.deepcopy(task.expected_state)
+            table = next(t for t, rows in mutated.items() if rows)
+            row = mutated[table][0]
+            col = next(iter(row))
+            row[col] = "tampered"
+            reversed_rows = {t: list(reversed(rows)) for t, rows in task.expected_state.items()}
+            cases = [
+                (task.expected_state, said),
+                (reversed_rows, said),
+                (mutated, said),
+                (task.state, said),
+                (task.expected_state, "done"),
+            ]
+            for state, answer in cases:
+                want, _ = score_episode(task, state, answer)
+                traj = Trajectory(
+                    id="t",
+                    task_id=task.id,
+                    messages=[
+                        {"role": "user", "content": task.user},
+                        {"role": "assistant", "content": answer},
+                    ],
+                    metadata={"final_state": {"tables": state, "steps": 3}},
+                )
+                got = verifier.score(traj, task.model_dump())
+                assert got.value == want, (task.id, got.details)
+                checked += 1
+            changed += task.state != task.expected_state
+    assert checked >= 15 and changed >= 1
+
+
+def test_row_level_partial_credit():
+    expected = {"accounts": [{"id": i, "bal": 10 * i} for i in range(4)]}
+    actual = {
+        "accounts": [{"id": 3, "bal": 30}, {"id": 2, "bal": 20}, {"id": 1, "bal": 999}, {"id": 0, "bal": 0}]
+    }
+    t = _traj({"tables": actual})
+    r = FinalStateMatch.for_tool_world(partial_credit=True).score(t, {"expected_state": expected})
+    # 4 expected rows + 1 unexpected row = 5 units; the changed row costs 2 (missing + unexpected).
+    assert r.value == pytest.approx(3 / 5)
+    assert FinalStateMatch.for_tool_world().score(t, {"expected_state": expected}).value == 0.0

@@ -5,7 +5,8 @@ required outputs; issue #4).
 the episode: `trajectory.metadata["final_state"]` (or pass it explicitly via `task["final_state"]`). Expected
 keys are matched as a subset by default (the env may track more fields), or exactly with `mode="exact"`.
 Leaves are compared for equality (numbers with a small tolerance); lists as a whole (order matters) unless
-`unordered_lists`. `required_outputs` are strings the agent must have said to the user (any assistant turn).
+`unordered_lists`, where each row counts as one unit for partial credit. `required_outputs` (tool_world:
+`must_say`) are strings the agent must have said to the user (any assistant turn).
 With `partial_credit`, reward = fraction of expected leaves matched (times the outputs fraction); otherwise
 all-or-nothing, as in tau-bench.
 """
@@ -13,6 +14,7 @@ all-or-nothing, as in tau-bench.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -47,6 +49,16 @@ def diff_state(
     for key, want in expected.items():
         path = f"{prefix}.{key}" if prefix else str(key)
         got = actual_map.get(key, _MISSING)
+        if unordered_lists and isinstance(want, list) and isinstance(got, list):
+            # A table of rows: each expected row and each unexpected row is one unit (order ignored).
+            want_c, got_c = Counter(map(stable_json, want)), Counter(map(stable_json, got))
+            missing, extra = want_c - got_c, got_c - want_c
+            total += max(len(want), 1) + sum(extra.values())
+            mismatches += [
+                {"path": path, "expected": row, "actual": "<missing row>"} for row in missing.elements()
+            ]
+            mismatches += [{"path": path, "expected": "<absent>", "actual": row} for row in extra.elements()]
+            continue
         if isinstance(want, Mapping) and want and isinstance(got, Mapping):
             n, sub = diff_state(want, got, exact=exact, unordered_lists=unordered_lists, prefix=path)
             total += n
@@ -69,20 +81,34 @@ def diff_state(
 class FinalStateMatch:
     name = "tool_state"
 
-    def __init__(self, *, mode: str = "subset", partial_credit: bool = False, unordered_lists: bool = False):
+    def __init__(
+        self,
+        *,
+        mode: str = "subset",
+        partial_credit: bool = False,
+        unordered_lists: bool = False,
+        state_key: str | None = None,
+    ) -> None:
         if mode not in ("subset", "exact"):
             raise ValueError(f"mode must be 'subset' or 'exact', got {mode!r}")
         self.exact = mode == "exact"
         self.partial_credit = partial_credit
         self.unordered_lists = unordered_lists
+        self.state_key = state_key
+
+    @classmethod
+    def for_tool_world(cls, *, partial_credit: bool = False) -> FinalStateMatch:
+        """tool_world's convention: state = {table: [rows]}, compared exactly with row order ignored; the
+        env's `state()` reports it under "tables"; `must_say` holds the required outputs."""
+        return cls(mode="exact", partial_credit=partial_credit, unordered_lists=True, state_key="tables")
 
     def _actual(self, subject: Subject, task: Any) -> Any:
         given = task_field(task, "final_state", required=False, default=None)
-        if given is not None:
-            return given
-        if isinstance(subject, Trajectory) and "final_state" in subject.metadata:
-            return subject.metadata["final_state"]
-        return None
+        if given is None and isinstance(subject, Trajectory):
+            given = subject.metadata.get("final_state")
+        if given is not None and self.state_key and isinstance(given, Mapping) and self.state_key in given:
+            given = given[self.state_key]
+        return given
 
     def score(self, subject: Subject, task: Any) -> RewardResult:
         expected = task_field(task, "expected_state")
@@ -97,7 +123,10 @@ class FinalStateMatch:
         )
         state_frac = 1.0 if total == 0 else (total - len(mismatches)) / total
         said = "\n".join(assistant_texts(subject)).casefold()
-        outputs = [str(o) for o in task_field(task, "required_outputs", required=False, default=[]) or []]
+        raw = task_field(task, "required_outputs", required=False, default=None)
+        if raw is None:  # tool_world's TaskSpec calls them must_say
+            raw = task_field(task, "must_say", required=False, default=None)
+        outputs = [str(o) for o in raw or []]
         missing = [o for o in outputs if o.casefold() not in said]
         out_frac = 1.0 if not outputs else (len(outputs) - len(missing)) / len(outputs)
         if self.partial_credit:
