@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from services.rollout_api.app import create_app
 from services.rollout_api.client import (
     APIUnavailable,
     LeaseLost,
@@ -17,22 +18,20 @@ from services.rollout_api.client import (
     SubmissionRejected,
     Unauthorized,
 )
-from tests.services.conftest import Server, free_port, job, traj
+from tests.services.conftest import Server, ThreadServer, free_port, job, traj
 
 TOKEN = "client-test-" + "k9" * 20
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    d = tmp_path
-    s = Server(str(d / "rollout.db"), d / "server.log", token=TOKEN, lease_s=30)
-    s.start(reap_interval_s=0.2)
-    yield s
-    s.stop()
+def server(tmp_path: Path) -> Iterator[ThreadServer]:
+    app = create_app(str(tmp_path / "rollout.db"), token=TOKEN, lease_s=30, reap_interval_s=0.2)
+    with ThreadServer(app) as s:
+        yield s
 
 
 @pytest.fixture
-def client(server: Server) -> Iterator[RolloutClient]:
+def client(server: ThreadServer) -> Iterator[RolloutClient]:
     with RolloutClient(server.url, TOKEN, worker_id="w-client", retries=2, backoff_s=0.05) as c:
         yield c
 
@@ -67,7 +66,7 @@ def test_round_trip_enqueue_lease_submit_collect(client: RolloutClient) -> None:
     assert client.collect(since=page.next_since).items == []
 
 
-def test_lease_keeper_keeps_a_lease_alive_and_reports_loss(client: RolloutClient, server: Server) -> None:
+def test_lease_keeper_keeps_a_lease_alive_and_reports_loss(client: RolloutClient) -> None:
     (jid,) = client.enqueue([{**job(0), "id": None}]).ids
     (lj,) = client.lease(lease_s=2.0)
     with client.keep_alive(lj, interval_s=0.2) as keeper:
@@ -89,7 +88,7 @@ def test_expired_lease_raises_lease_lost(client: RolloutClient) -> None:
         client.fail(jid, lj.lease_id, "too late")
 
 
-def test_wrong_token_is_unauthorized(server: Server) -> None:
+def test_wrong_token_is_unauthorized(server: ThreadServer) -> None:
     with RolloutClient(server.url, "not-the-token", retries=0) as c:
         with pytest.raises(Unauthorized):
             c.metrics()
@@ -105,13 +104,20 @@ def test_unreachable_api_fails_with_a_clear_message_not_a_hang() -> None:
     c.close()
 
 
-def test_tokens_never_appear_in_server_logs(server: Server, client: RolloutClient) -> None:
-    (jid,) = client.enqueue([{**job(0), "id": None}]).ids
-    (lj,) = client.lease()
-    client.submit(jid, lj.lease_id, traj(jid))
-    wrong = "wrong-secret-" + "q" * 24
-    r = httpx.get(server.url + "/v1/metrics", headers={"Authorization": f"Bearer {wrong}"}, timeout=5)
-    assert r.status_code == 401 and wrong not in r.text
+@pytest.mark.slow
+def test_tokens_never_appear_in_server_logs(tmp_path: Path) -> None:
+    """A real `python -m services.rollout_api` subprocess at debug level with access logs."""
+    server = Server(str(tmp_path / "rollout.db"), tmp_path / "server.log", token=TOKEN).start()
+    try:
+        with RolloutClient(server.url, TOKEN, retries=2) as client:
+            (jid,) = client.enqueue([{**job(0), "id": None}]).ids
+            (lj,) = client.lease()
+            client.submit(jid, lj.lease_id, traj(jid))
+        wrong = "wrong-secret-" + "q" * 24
+        r = httpx.get(server.url + "/v1/metrics", headers={"Authorization": f"Bearer {wrong}"}, timeout=5)
+        assert r.status_code == 401 and wrong not in r.text
+    finally:
+        server.stop()
     log = Path(server.log_path).read_text()
     assert "leased 1 job(s)" in log and "/v1/metrics" in log  # debug/access logging was on
     assert TOKEN not in log and wrong not in log
