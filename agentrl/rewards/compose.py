@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agentrl.errors import ConfigError
 from agentrl.rewards.base import Reward, RewardResult, Subject
@@ -23,6 +23,8 @@ from agentrl.schemas.trajectory import Trajectory
 
 
 class TaskRewardSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     weights: dict[str, float] = Field(min_length=1)
     gates: list[str] = Field(default_factory=list)
     verifiable: list[str] = Field(default_factory=list)
@@ -39,6 +41,8 @@ class TaskRewardSpec(BaseModel):
 
 
 class ComposeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     task_types: dict[str, TaskRewardSpec] = Field(default_factory=dict)
     default: TaskRewardSpec | None = None
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)

@@ -13,12 +13,14 @@ import logging
 from collections import deque
 from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 log = logging.getLogger(__name__)
 
 
 class MonitorConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     threshold: float = 0.5
     window: int = Field(default=100, ge=1)
     baseline_window: int = Field(default=300, ge=1)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from agentrl.errors import AgentRLError
 
@@ -31,6 +31,8 @@ class ChatError(AgentRLError):
 
 
 class ChatClientConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     base_url: str = Field(default="http://127.0.0.1:8000/v1", description="OpenAI-compatible /v1 root.")
     model: str = "judge"
     api_key: str | None = Field(default=None, description="Sent as a bearer token when set.")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Winner = Literal["A", "B", "tie"]
 
@@ -37,6 +37,8 @@ class Comparison:
 
 
 class PairwiseConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     method: Literal["win_rate", "bradley_terry"] = "bradley_terry"
     prior_games: float = Field(default=1.0, ge=0.0, description="Virtual games vs a strength-1 reference.")
     max_iter: int = Field(default=500, ge=1)

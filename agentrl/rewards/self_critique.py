@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from agentrl.rewards.base import RewardResult, Subject, task_field
 from agentrl.rewards.critic_prompt import build_critic_messages, parse_critic_verdict
@@ -32,6 +32,8 @@ CriticFn = Callable[[list[list[dict[str, Any]]]], list[str | None]]
 
 
 class SelfCritiqueConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     pairwise: PairwiseConfig = Field(default_factory=PairwiseConfig)
 
 

@@ -103,3 +103,13 @@ def test_exact_match():
 
 def test_extract_final_answer_nested_boxed():
     assert extract_final_answer("x \\boxed{\\frac{1}{\\sqrt{2}}} y") == ("\\frac{1}{\\sqrt{2}}", "boxed")
+
+
+def test_answer_match_dispatches_on_reference_type():
+    from agentrl.rewards.verifiers import AnswerMatch
+
+    am = AnswerMatch()
+    assert am.score("The answer is 1,000", {"answer": 1000}).value == 1.0
+    assert am.score("The answer is 1,000", {"answer": "1000"}).value == 1.0
+    assert am.score("The answer is blue", {"answer": "Blue"}).value == 1.0
+    assert am.score("The answer is 7", {"answer": "blue"}).value == 0.0

@@ -204,3 +204,20 @@ class NumericMatch:
         ok = any(numbers_close(g, e, self.rel_tol, self.abs_tol) for g in got for e in expected)
         details.update(value=str(value), expected=[str(e) for e in expected])
         return RewardResult(value=1.0 if ok else 0.0, details=details)
+
+
+class AnswerMatch:
+    """Numeric match when the reference is a number, normalized exact match otherwise (for mixed task sets
+    such as the reasoning env's, where some answers are numbers and some are words)."""
+
+    name = "answer"
+
+    def __init__(self, *, rel_tol: float = 1e-6, abs_tol: float = 1e-9, answer_key: str = "answer") -> None:
+        self.numeric = NumericMatch(rel_tol=rel_tol, abs_tol=abs_tol, answer_key=answer_key)
+        self.exact = ExactMatch(answer_key=answer_key)
+        self.answer_key = answer_key
+
+    def score(self, subject: Subject, task: Any) -> RewardResult:
+        refs = _references(task, self.answer_key)
+        numeric = all(isinstance(r, int | float) or parse_number(str(r)) is not None for r in refs)
+        return (self.numeric if numeric else self.exact).score(subject, task)
