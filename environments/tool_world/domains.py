@@ -37,7 +37,8 @@ def load_domain(path: str | Path) -> DomainSpec:
     except OSError as exc:
         raise DomainError(f"cannot read domain file {path}: {exc.strerror}") from None
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
+        data = json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=loader)  # noqa: S506
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise DomainError(f"malformed domain file {path}: {exc}") from None
     return parse_domain(data, str(path))

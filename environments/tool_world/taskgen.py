@@ -92,8 +92,14 @@ def instantiate(
     partial_rate: float = 0.0,
     max_steps: int = 8,
     tries: int = 20,
+    offer: list[str] | None = None,
+    system: str | None = None,
 ) -> TaskSpec:
-    """One concrete task from `template`; raises TemplateError if its plan fails on `tries` fresh states."""
+    """One concrete task from `template`; raises TemplateError if its plan fails on `tries` fresh states.
+
+    `offer` fixes the tool names the agent sees (an agent's toolset; must include the plan's tools) and
+    `system` its system prompt; by default the plan's tools plus `extra_tools` random ones, and the domain's.
+    """
     last = ""
     for _ in range(tries):
         state = draw_state(domain, rng, split)
@@ -135,8 +141,9 @@ def instantiate(
                 key = domain.tables[target].key
                 after = [r for r in expected.get(target, []) if r.get(key) == env[var][key]]
                 env[f"{var}_after"] = after[0] if after else {}
-        return _assemble(domain, template, rng, env, state, expected, gold, split, task_id, vague_rate,
-                         extra_tools, fail_rate, partial_rate, max_steps)  # fmt: skip
+        task = _assemble(domain, template, rng, env, state, expected, gold, split, task_id, vague_rate,
+                         extra_tools, fail_rate, partial_rate, max_steps, offer)  # fmt: skip
+        return task if system is None else task.model_copy(update={"system": system})
     raise TemplateError(f"template {domain.name}/{template.id}: plan failed on {tries} drawn states ({last})")
 
 
@@ -165,10 +172,17 @@ def _assemble(
     fail_rate: float,
     partial_rate: float,
     max_steps: int,
+    offer: list[str] | None,
 ) -> TaskSpec:
     names = list(dict.fromkeys([s.tool for s in template.plan] + template.tools))
-    others = [t.name for t in domain.tools if t.name not in names]
-    names += rng.sample(others, min(extra_tools, len(others)))
+    if offer is not None:
+        missing = [s.tool for s in template.plan if s.tool not in offer]
+        if missing:
+            raise TemplateError(f"template {template.id!r} needs tools {missing} that the toolset lacks")
+        names = list(offer)
+    else:
+        others = [t.name for t in domain.tools if t.name not in names]
+        names += rng.sample(others, min(extra_tools, len(others)))
     offered = [t for t in domain.tools if t.name in names]  # domain order: stable declarations
     persona = rng.choice(sorted(PERSONAS))
     vague = reveal = None
