@@ -27,6 +27,7 @@ from agentrl.rewards.pairwise import (
     position_bias,
 )
 from agentrl.rewards.rubrics import RubricSet
+from agentrl.schemas.trajectory import Trajectory
 
 CriticFn = Callable[[list[list[dict[str, Any]]]], list[str | None]]
 
@@ -71,9 +72,15 @@ class SelfCritiqueReward:
         domain = task_field(task, "domain", required=False) if task is not None else None
         rubrics = self.rubrics.for_task(tid, domain)
         pairs = both_orders_pairs(k)
+        # Trajectories carry their own prompt messages (the rendering critic_data trains on); plain string
+        # samples need the task's prompt text.
         prompt = task_field(task, "prompt", required=False) if task is not None else None
+
+        def prompt_of(x: Subject) -> Subject:
+            return x if isinstance(x, Trajectory) or not prompt else prompt
+
         batch = [
-            build_critic_messages(prompt or samples[i], samples[i], samples[j], rubrics) for i, j in pairs
+            build_critic_messages(prompt_of(samples[i]), samples[i], samples[j], rubrics) for i, j in pairs
         ]
         texts = self.critic(batch)
         if len(texts) != len(batch):

@@ -126,3 +126,19 @@ def test_evaluate_critic_with_an_oracle_and_a_biased_critic(repo_rubrics):
     assert evaluate_critic(oracle, exs).accuracy == 1.0
     biased = evaluate_critic(lambda batch: ["[[A]]"] * len(batch), exs)
     assert biased.accuracy == 0.5 and biased.pair_accuracy == 0.0
+
+
+def test_training_prompts_match_rl_time_critic_prompts(repo_rubrics):
+    """The critic is trained on exactly the prompts it sees when it scores a group during RL."""
+    from agentrl.rewards.self_critique import SelfCritiqueReward
+
+    group = [t for t in ROLLOUTS if t.group_id == "g2"]
+    seen = []
+
+    def capture(batch):
+        seen.extend(batch)
+        return ["[[A]]"] * len(batch)
+
+    SelfCritiqueReward(capture, repo_rubrics).score_group(group, {"prompt": "ignored for trajectories"})
+    exs = build_critic_examples(group, repo_rubrics)
+    assert len(exs) == 2 and all(ex.messages in seen for ex in exs)
