@@ -76,7 +76,7 @@ _TEST_CLAIM = re.compile(
     r"\ball\s+(?:of\s+)?(?:the\s+)?(?:unit\s+|hidden\s+)?tests?\s+(?:now\s+)?(?:pass|passed|are passing|succeed)"
     r"|\b(?:the\s+)?tests?\s+(?:now\s+|all\s+)*(?:pass(?:es|ed)?|are\s+(?:now\s+)?(?:all\s+)?passing)\b"
     r"|\bpasses\s+all\s+(?:the\s+)?(?:unit\s+)?tests\b"
-    r"|\bI\s+(?:ran|have run|'ve run)\s+the\s+tests\b",
+    r"|\bI\s+(?:ran|have run|'ve run)\s+the\s+tests\s+and\s+they\s+(?:all\s+)?pass",
     _I,
 )
 _TEST_FAIL = re.compile(
