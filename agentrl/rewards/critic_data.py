@@ -117,6 +117,10 @@ class CriticAccuracy(BaseModel):
     pair_accuracy: float | None  # unordered pairs right in BOTH orders / pairs seen in both orders
     order_consistency: float | None  # pairs whose two verdicts pick the same sample / pairs in both orders
 
+    def metrics(self, prefix: str = "critic/heldout") -> dict[str, float]:
+        """Flat floats for the trainer's metric log (None fields are left out)."""
+        return {f"{prefix}/{k}": float(v) for k, v in self.model_dump().items() if v is not None}
+
 
 def _as_winner(p: Any) -> Winner | None:
     if p is None:

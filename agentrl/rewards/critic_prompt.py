@@ -40,8 +40,9 @@ _LABELLED = re.compile(
     re.IGNORECASE,
 )
 _BARE = re.compile(r"^\W*(?:response\s+)?([AB])\W*$", re.IGNORECASE)
+# Case-sensitive on the letter so the article "a" ("a is better" in prose) is not read as a verdict.
 _SENTENCE = re.compile(
-    r"\bresponse\s+([AB])\s+is\s+(?:clearly\s+|much\s+|slightly\s+)?better\b", re.IGNORECASE
+    r"\b(?:[Rr]esponse\s+)?([AB])\s+is\s+(?:clearly\s+|much\s+|slightly\s+|the\s+)?better\b"
 )
 
 

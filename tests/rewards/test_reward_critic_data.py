@@ -102,6 +102,8 @@ def test_accuracy_on_known_fixture():
     assert acc.decided_accuracy == pytest.approx(4 / 7)
     assert acc.pair_accuracy == pytest.approx(1 / 4)
     assert acc.order_consistency == pytest.approx(2 / 4)  # p1 and p3
+    m = acc.metrics()
+    assert m["critic/heldout/accuracy"] == 0.5 and m["critic/heldout/abstained"] == 1.0
     perfect = critic_accuracy(truth, truth, pairs)
     assert perfect.accuracy == 1.0 and perfect.pair_accuracy == 1.0 and perfect.order_consistency == 1.0
     always_a = critic_accuracy(["A"] * 8, truth, pairs)

@@ -131,6 +131,8 @@ def test_bad_comparisons_raise(bad):
         ("Response A is clearly better because it is concise.", "A"),
         ("Response A is better in tone but Response B is better in accuracy.", None),
         ("Both are good.", None),
+        ("I think B is better.", "B"),
+        ("Overall a is better choice than nothing", None),
         ("", None),
     ],
 )
