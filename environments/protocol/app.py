@@ -59,10 +59,12 @@ class EnvServer:
         self.env_factory = env_factory
         self.settings = settings
         self.sessions = SessionManager(env_factory, settings.max_sessions, settings.idle_timeout_s)
-        if settings.blocking is not None:
-            self.sessions.blocking = settings.blocking
         self._probe: Environment | None = None
         self.openenv_default: str | None = None
+        # Blocking envs (subprocesses) run in worker threads; the class says so unless settings override.
+        self.sessions.blocking = (
+            settings.blocking if settings.blocking is not None else type(self.probe).blocking
+        )
 
     @property
     def probe(self) -> Environment:

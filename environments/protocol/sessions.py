@@ -66,7 +66,7 @@ class SessionManager:
         self.sessions: dict[str, Session] = {}
         self._pending = 0  # sessions being created (counted against the cap)
         self._expired: collections.OrderedDict[str, None] = collections.OrderedDict()
-        self.blocking = bool(getattr(env_factory, "blocking", False))
+        self.blocking = False  # set by the server from the env class (or settings)
         self.stats = {"created": 0, "expired": 0, "closed": 0, "steps": 0}
 
     async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
