@@ -35,9 +35,9 @@ better, or [[B]] if Response B is better."""
 VERDICT_TOKENS: dict[Winner, str] = {"A": "[[A]]", "B": "[[B]]", "tie": "[[tie]]"}
 
 _TOKEN = re.compile(r"\[\[\s*(A|B|tie|C)\s*\]\]", re.IGNORECASE)
+# Keywords case-insensitive, the letter case-sensitive: "the answer is a matter of taste" is no verdict.
 _LABELLED = re.compile(
-    r"(?:verdict|winner|answer|better(?: response)?|choice)\s*(?:is|:|=)\s*\**\s*(?:response\s+)?([AB])\b",
-    re.IGNORECASE,
+    r"(?i:verdict|winner|answer|better(?: response)?|choice)\s*(?i:is|:|=)\s*\**\s*(?i:response\s+)?([AB])\b"
 )
 _BARE = re.compile(r"^\W*(?:response\s+)?([AB])\W*$", re.IGNORECASE)
 # Case-sensitive on the letter so the article "a" ("a is better" in prose) is not read as a verdict.

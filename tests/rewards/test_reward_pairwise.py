@@ -132,6 +132,8 @@ def test_bad_comparisons_raise(bad):
         ("Response A is better in tone but Response B is better in accuracy.", None),
         ("Both are good.", None),
         ("I think B is better.", "B"),
+        ("The answer is a matter of taste.", None),
+        ("verdict: response b", None),
         ("Overall a is better choice than nothing", None),
         ("", None),
     ],
