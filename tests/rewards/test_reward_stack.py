@@ -101,3 +101,16 @@ def test_config_errors():
         RewardStack(RewardsConfig(), code_runner=SubprocessCodeRunner()).score_group([_t(0, "poetry", "x")])
     with pytest.raises(ConfigError, match="judge.modle"):
         load_config(RewardsConfig, overrides=["judge.modle=x"])
+
+
+def test_rewards_import_without_torch():
+    """The rewards stack stays torch-free (it runs next to env servers and in eval workers)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import agentrl.rewards.stack, agentrl.rewards.critic_data, agentrl.rewards.verifiers.code_env; "
+        "bad = [m for m in ('torch', 'transformers', 'vllm') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
