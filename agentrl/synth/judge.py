@@ -49,7 +49,9 @@ def judge_episode(ep: Episode) -> Verdict:
             nxt = calls[i + 1] if i + 1 < len(calls) else None
             retried &= nxt is not None and nxt["name"] == c["name"] and nxt["arguments"] == c["arguments"]
     s["retries"] = float(retried)
-    s["clarifies"] = float(ep.task.vague is None or ep.session.revealed)
+    s["clarifies"] = float(
+        ep.task.vague is None or ep.session.revealed_after_calls == 0
+    )  # asked before acting
     glitches = sum(c["kind"] in ("transient", "partial") for c in calls)
     s["efficient"] = float(len(calls) <= len(ep.task.gold) + glitches + 1)
     s["no_invalid_response"] = float(not ep.invalid_response)

@@ -195,7 +195,9 @@ def run_synth(
                 tried[ep.task.domain] += 1
                 by_level[ep.task.level]["tried"] += 1
                 if verdict["verdict"] != "pass":
-                    reasons.update(r.split(":")[0] for r in verdict["reasons"] if r.endswith("failed"))
+                    reasons.update(
+                        r.removesuffix(" failed") for r in verdict["reasons"] if r.endswith(" failed")
+                    )
                     continue
                 passed[ep.task.domain] += 1
                 by_level[ep.task.level]["passed"] += 1

@@ -171,7 +171,7 @@ class ToolWorldEnv(Environment):
         if snap is None or self.session is None:
             return
         s = self.session
-        state, ncalls, s.steps, s.done, s.revealed, rng_state, s._last_glitch = snap
+        state, ncalls, s.steps, s.done, s.revealed, s.revealed_after_calls, rng_state, s._last_glitch = snap
         s.state = state
         del s.calls[ncalls:]
         s.rng.setstate(rng_state)

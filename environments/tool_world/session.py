@@ -58,6 +58,7 @@ class WorldSession:
         self.tools = {t.name: t for t in self.task.tools}
         self.user = user or procedural_user
         self.revealed = self.task.reveal is None
+        self.revealed_after_calls: int | None = None  # how many calls the agent made before the user revealed
         self.calls: list[dict[str, Any]] = []  # every attempted call with its outcome kind
         self.steps = 0
         self.done = False
@@ -127,8 +128,9 @@ class WorldSession:
     def say(self, text: str) -> str | None:
         """The agent wrote text without tool calls. Returns the user's reply, or None if that was final."""
         reply = self.user(self.task, self, text)
-        if reply is not None:
+        if reply is not None and not self.revealed:
             self.revealed = True
+            self.revealed_after_calls = len(self.calls)
         return reply
 
     def finish(self, answer: str | None) -> tuple[float, dict[str, Any]]:

@@ -1,0 +1,133 @@
+"""Judge filtering: each rubric item rejects the trajectories that break it; gold and recovered ones pass."""
+
+from __future__ import annotations
+
+import random
+
+from agentrl.synth.config import AgentConfig
+from agentrl.synth.dedup import dedup
+from agentrl.synth.episodes import AgentAction, ProceduralAgent, run_episode
+from agentrl.synth.judge import judge_episode
+from environments.tool_world.domains import builtin_domains
+from environments.tool_world.spec import TaskSpec
+from environments.tool_world.taskgen import instantiate
+
+DOMAINS = {d.name: d for d in builtin_domains()}
+
+
+def _task(domain: str, template: str, seed: int = 0, **kw) -> TaskSpec:
+    d = DOMAINS[domain]
+    tpl = next(t for t in d.templates if t.id == template)
+    return instantiate(d, tpl, random.Random(seed), split="train", task_id=f"{domain}.{template}", **kw)
+
+
+class Scripted:
+    """A policy that plays a fixed list of actions."""
+
+    def __init__(self, actions):
+        self.actions = list(actions)
+
+    def start(self, task, rng):
+        self.i = 0
+
+    def act(self, messages, tools):
+        self.i += 1
+        return self.actions[self.i - 1] if self.i <= len(self.actions) else AgentAction(text="bye")
+
+
+def _gold_actions(task: TaskSpec):
+    from environments.tool_world.session import dumps
+
+    return [AgentAction(calls=[(g.name, dumps(g.arguments))]) for g in task.gold] + [
+        AgentAction(text=task.answer)
+    ]
+
+
+def test_error_free_demonstrator_always_passes():
+    agent = ProceduralAgent(AgentConfig(error_rate=0.0, give_up_rate=0.0))
+    for d in DOMAINS.values():
+        for tpl in d.templates:
+            task = _task(d.name, tpl.id, fail_rate=0.3, vague_rate=1.0)
+            v = judge_episode(run_episode(task, agent, seed=1))
+            assert v.passed, (task.id, v.reasons)
+
+
+def test_unrecovered_typo_fails_and_recovered_typo_passes():
+    task = _task("shop", "status")
+    bad = run_episode(task, ProceduralAgent(AgentConfig(error_rate=1.0, recover_rate=0.0)), seed=0)
+    v = judge_episode(bad)
+    assert not v.passed and v.scores["required_outputs"] == 0.0 and "typo" in bad.mistakes
+    good = run_episode(task, ProceduralAgent(AgentConfig(error_rate=0.0)), seed=0)
+    fixed = run_episode(task, _OneTypo(), seed=0)
+    assert "recovered" in fixed.mistakes and judge_episode(fixed).passed
+    assert len(fixed.messages) == len(good.messages) + 2  # the wrong call and its error stay in the demo
+
+
+class _OneTypo(ProceduralAgent):
+    def __init__(self):
+        super().__init__(AgentConfig(error_rate=1.0, recover_rate=1.0))
+
+    def _call(self, call):
+        action = super()._call(call)
+        self.cfg = AgentConfig(error_rate=0.0, recover_rate=1.0)  # only the first call is wrong
+        return action
+
+
+def test_silent_wrong_write_fails_the_state_check():
+    task = _task("shop", "move")
+    ep = run_episode(task, ProceduralAgent(AgentConfig(error_rate=1.0, recover_rate=1.0)), seed=3)
+    v = judge_episode(ep)
+    assert not v.passed and v.scores["final_state"] == 0.0 and any(r.startswith("state:") for r in v.reasons)
+
+
+def test_giving_up_after_busy_fails():
+    task = _task("bank", "balance", fail_rate=0.9)
+    ep = run_episode(task, ProceduralAgent(AgentConfig(error_rate=0.0, give_up_rate=1.0)), seed=0)
+    assert "gave_up" in ep.mistakes and not judge_episode(ep).passed
+
+
+def test_not_retrying_a_transient_failure_fails_the_retry_checkpoint():
+    task = _task("bank", "balance", fail_rate=0.9)
+    gold = _gold_actions(task)
+    # after a failure, the scripted agent moves on and answers with the right value anyway
+    ep = run_episode(task, Scripted([gold[0], AgentAction(text=task.answer)]), seed=0)
+    assert ep.session.calls[0]["kind"] == "transient"
+    v = judge_episode(ep)
+    assert v.scores["retries"] == 0.0 and not v.passed
+
+
+def test_invalid_calls_and_skipped_clarification_fail():
+    task = _task("shop", "status", vague_rate=1.0)
+    gold = _gold_actions(task)
+    ep = run_episode(task, Scripted(gold), seed=0)  # acts on an id the user never gave
+    v = judge_episode(ep)
+    assert v.scores["clarifies"] == 0.0 and not v.passed
+    plain = _task("shop", "status")
+    bad_args = AgentAction(calls=[("get_order", '{"id": 7}')])
+    ep2 = run_episode(plain, Scripted([bad_args, *_gold_actions(plain)]), seed=0)
+    v2 = judge_episode(ep2)
+    assert ep2.reward == 1.0 and v2.scores["valid_calls"] == 0.0 and not v2.passed
+
+
+def test_wrong_tool_order_fails_the_pattern():
+    task = _task("bank", "pay")
+    gold = _gold_actions(task)
+    ep = run_episode(task, Scripted([gold[1], gold[2], gold[0], gold[3]]), seed=0)
+    v = judge_episode(ep)
+    assert ep.reward == 1.0 and v.scores["tool_pattern"] == 0.0 and not v.passed
+
+
+def test_dedup_exact_and_near():
+    task = _task("shop", "cancel_and_move")
+    agent = ProceduralAgent(AgentConfig(error_rate=0.0))
+    ep = run_episode(task, agent, seed=0)
+    rec = {"messages": ep.messages}
+    near = {
+        "messages": [
+            *ep.messages[:-1],
+            {"role": "assistant", "content": ep.messages[-1]["content"] + " Bye!"},
+        ]
+    }
+    other = {"messages": run_episode(_task("shop", "cancel_and_move", seed=9), agent, seed=0).messages}
+    keep, counts = dedup([rec, rec, near, other], threshold=0.8)
+    assert keep == [0, 3] and counts == {"exact_duplicates": 1, "near_duplicates": 1}
