@@ -102,3 +102,19 @@ def test_unscoped_task_rubric_applies_nowhere(tmp_path):
 def test_missing_path(tmp_path):
     with pytest.raises(RubricError, match="not found"):
         load_rubrics([tmp_path / "nope"])
+
+
+def test_synth_task_rubrics_follow_the_schema(tmp_path):
+    """Contract with `agentrl synth`: its rubric files load here and scope to its task ids."""
+    import yaml
+
+    tasks = pytest.importorskip("agentrl.synth.tasks")
+    from environments.tool_world.domains import builtin_domains
+
+    domain = builtin_domains()[0]
+    rubrics = [tasks.rubric_for(domain, t) for t in domain.templates]
+    (tmp_path / "tool_world.yaml").write_text(yaml.safe_dump({"rubrics": rubrics}, sort_keys=False))
+    rs = load_rubrics([tmp_path])
+    tpl = domain.templates[0]
+    scoped = rs.for_task(f"train.000042.{domain.name}.{tpl.id}")
+    assert [r.id for r in scoped] == [f"task.tool_world.{domain.name}.{tpl.id}"]
