@@ -10,6 +10,7 @@ MODULES = [
     "environments.protocol.demo",
     "environments.sandbox",
     "environments.code.server",
+    "environments.reasoning.server",
 ]
 
 

@@ -1,0 +1,1 @@
+"""Reasoning environment: verifiable single-answer tasks from offline seeded generators."""
