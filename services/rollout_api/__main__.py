@@ -22,13 +22,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lease-s", type=float, default=60.0, help="default lease duration in seconds")
     p.add_argument("--max-attempts", type=int, default=3, help="leases per job before it fails")
     p.add_argument("--reap-interval-s", type=float, default=5.0, help="background requeue period; 0 = lazy")
+    p.add_argument(
+        "--sqlite-synchronous",
+        default="FULL",
+        choices=["FULL", "NORMAL"],
+        help="FULL: a commit survives power loss (fsync per commit); NORMAL: survives process crashes, faster",
+    )
     p.add_argument("--log-level", default="info")
     args = p.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     app = create_app(
-        args.db, lease_s=args.lease_s, max_attempts=args.max_attempts, reap_interval_s=args.reap_interval_s
+        args.db,
+        lease_s=args.lease_s,
+        max_attempts=args.max_attempts,
+        reap_interval_s=args.reap_interval_s,
+        sqlite_synchronous=args.sqlite_synchronous,
     )
     logging.getLogger("agentrl.rollout_api").info("store: %s", redact_url(args.db))
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)

@@ -187,6 +187,7 @@ def create_app(
     max_attempts: int = 3,
     reap_interval_s: float = 5.0,
     max_body_bytes: int = 64 * 2**20,
+    sqlite_synchronous: str = "FULL",
     clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """Build the app on the store at db_url. token None -> $AGENTRL_API_TOKEN; "" disables auth."""
@@ -198,6 +199,7 @@ def create_app(
         max_attempts=max_attempts,
         reap_interval_s=reap_interval_s,
         max_body_bytes=max_body_bytes,
+        sqlite_synchronous=sqlite_synchronous,
     )
     store = open_store(settings, clock=clock)
 

@@ -182,3 +182,15 @@ def test_api_sigkilled_mid_run_restarts_with_store_intact(tmp_path: Path, server
     assert set(rows["jobs"].values()) == {"done"}
     # Every trajectory a worker was told "stored, not a duplicate" about is in the store.
     assert set(completed) | {held.job.id} <= set(rows["trajectory_job_ids"])
+
+
+def test_load_driver_reports_nothing_lost_or_duplicated(tmp_path: Path) -> None:
+    from services.rollout_api.app import create_app
+    from services.rollout_api.loadtest import run_load
+    from tests.services.conftest import ThreadServer
+
+    app = create_app(str(tmp_path / "rollout.db"), token=TOKEN, reap_interval_s=0.5)
+    with ThreadServer(app) as server:
+        out = run_load(server.url, TOKEN, workers=4, duration_s=1.0, tokens=64)
+    assert out["trajectories"] == out["jobs_enqueued"] > 0
+    assert (out["trajectories_lost"], out["trajectories_duplicated"], out["errors"]) == (0, 0, 0)
