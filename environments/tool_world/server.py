@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 import random
 from typing import Any
 
@@ -30,17 +31,23 @@ from environments.protocol import (
     UnknownTaskError,
     create_env_app,
 )
-from environments.tool_world.domains import builtin_domains
+from environments.tool_world.domains import builtin_domains, load_domains
 from environments.tool_world.session import WorldSession
-from environments.tool_world.spec import TaskSpec
+from environments.tool_world.spec import DomainSpec, TaskSpec
 from environments.tool_world.taskgen import instantiate
 
+DOMAINS_ENV = (
+    "AGENTRL_TOOL_WORLD_DOMAINS"  # extra domain files/dirs (os.pathsep-separated), e.g. synth output
+)
 
-def builtin_tasks(per_template: int = 2, seed: int = 0, fail_rate: float = 0.1) -> dict[str, TaskSpec]:
-    """A small deterministic task set from the hand-written domains: ids `domain.template.split.i`."""
+
+def builtin_tasks(
+    per_template: int = 2, seed: int = 0, fail_rate: float = 0.1, domains: list[DomainSpec] | None = None
+) -> dict[str, TaskSpec]:
+    """A small deterministic task set (default: the hand-written domains): ids `domain.template.split.i`."""
     rng = random.Random(seed)
     tasks: dict[str, TaskSpec] = {}
-    for domain in builtin_domains():
+    for domain in domains if domains is not None else builtin_domains():
         for tpl in domain.templates:
             for split in ("train", "heldout"):
                 for i in range(per_template):
@@ -178,6 +185,17 @@ class ToolWorldEnv(Environment):
 
 
 def create_app(settings: ServerSettings | None = None, tasks: dict[str, TaskSpec] | None = None) -> FastAPI:
-    """The tool_world server; the built-in task set is generated once and shared by all sessions."""
-    task_set = tasks if tasks is not None else builtin_tasks()
+    """The tool_world server; the built-in task set is generated once and shared by all sessions.
+
+    Domains listed in $AGENTRL_TOOL_WORLD_DOMAINS (files or directories, e.g. `agentrl synth`'s `domains/`) add
+    their templated tasks to the built-in set; inline task specs work for any domain regardless.
+    """
+    if tasks is None:
+        extra = [p for p in os.environ.get(DOMAINS_ENV, "").split(os.pathsep) if p]
+        by_name = {
+            d.name: d for d in builtin_domains() + (load_domains(extra) if extra else [])
+        }  # later wins
+        task_set = builtin_tasks(domains=[d for d in by_name.values() if d.templates])
+    else:
+        task_set = tasks
     return create_env_app(functools.partial(ToolWorldEnv, task_set), settings)

@@ -168,3 +168,24 @@ def test_bad_inputs_name_the_file(tmp_path):
     one.write_text('{"id": "a"}\n')
     with pytest.raises(TaskFileError, match=r"record 1 \(a\): domain: Field required"):
         load_tasks(one)
+
+
+def test_synth_domains_load_into_tool_world(run, monkeypatch):
+    """The evolved domains synth writes are data tool_world serves: built-in task ids and solvable tasks."""
+    from fastapi.testclient import TestClient
+
+    from environments.protocol import ServerSettings
+    from environments.tool_world.domains import load_domains
+    from environments.tool_world.server import DOMAINS_ENV, builtin_tasks, create_app
+    from tests.tool_world.conftest import run_gold
+
+    out, stats = run
+    domains = load_domains([out / "domains"])
+    assert sorted(d.name for d in domains) == sorted(stats["domain_names"])
+    evolved = [d for d in domains if d.source == "evolved"]
+    tasks = builtin_tasks(per_template=1, domains=evolved)
+    assert tasks and all(run_gold(t)[0] == 1.0 for t in tasks.values())
+    monkeypatch.setenv(DOMAINS_ENV, str(out / "domains"))
+    with TestClient(create_app(ServerSettings())) as client:
+        ids = client.get("/metadata").json()["task_ids"]
+    assert any(i.startswith(evolved[0].name + ".") for i in ids)
