@@ -188,7 +188,9 @@ class RolloutClient:
     def keep_alive(self, leased: LeasedJob, interval_s: float | None = None) -> LeaseKeeper:
         """A context manager that heartbeats `leased` in the background until exit."""
         if interval_s is None:
-            interval_s = max(0.05, (leased.lease_expires - time.time()) / 3)
+            interval_s = max(
+                0.05, leased.lease_s / 3
+            )  # from the duration, not the expiry: clocks may disagree
         return LeaseKeeper(self, leased.job.id or "", leased.lease_id, interval_s)
 
 

@@ -26,7 +26,8 @@ def check_utf8(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(check_utf8)]
-WorkerId = Annotated[Text, Field(min_length=1, max_length=256)]
+# No control characters: worker ids end up in log lines, where a newline could forge an entry.
+WorkerId = Annotated[Text, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
 LeaseId = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
 
 
@@ -86,7 +87,12 @@ class LeaseRequest(Strict):
 class LeasedJob(BaseModel):
     job: JobSpec
     lease_id: str
-    lease_expires: float = Field(description="Unix time the lease ends unless a heartbeat extends it.")
+    lease_expires: float = Field(
+        description="Unix time (server clock) the lease ends unless a heartbeat extends it."
+    )
+    lease_s: float = Field(
+        description="Lease duration; heartbeat well within it (the client uses lease_s / 3)."
+    )
     attempt: int
 
 

@@ -433,6 +433,7 @@ def _leased(r: Any) -> LeasedJob:
         job=JobSpec.model_validate_json(r.payload),
         lease_id=r.lease_id,
         lease_expires=r.lease_expires,
+        lease_s=r.lease_s,
         attempt=r.attempts,
     )
 

@@ -49,7 +49,7 @@ def leased(client: TestClient, n: int = 1) -> list[dict[str, Any]]:
 
 def test_full_worker_round_trip(client: TestClient, clock: FakeClock) -> None:
     (lj,) = leased(client)
-    assert lj["lease_expires"] == clock.now + 30
+    assert (lj["lease_expires"], lj["lease_s"], lj["attempt"]) == (clock.now + 30, 30, 1)
     jid, lid = lj["job"]["id"], lj["lease_id"]
     clock.advance(5)
     r = client.post(f"/v1/jobs/{jid}/heartbeat", json={"worker_id": "w1", "lease_id": lid})
@@ -217,6 +217,8 @@ def test_bad_query_and_path_parameters_are_4xx(client: TestClient) -> None:
     assert client.get("/v1/jobs/a%20b").status_code == 422
     assert client.post("/v1/jobs/lease", json={"worker_id": "w", "max_jobs": 0}).status_code == 422
     assert client.post("/v1/jobs", json={"jobs": []}).status_code == 422
+    forged = client.post("/v1/jobs/lease", json={"worker_id": "w\nINFO forged log line"})
+    assert forged.status_code == 422 and "worker_id" in forged.json()["error"]
 
 
 def test_openapi_is_versioned_under_v1(client: TestClient) -> None:
