@@ -11,6 +11,7 @@ MODULES = [
     "environments.sandbox",
     "environments.code.server",
     "environments.reasoning.server",
+    "environments.user_sim",
 ]
 
 
