@@ -53,7 +53,7 @@ class ToolsConfig(_Cfg):
     function_files: list[str] = Field(default_factory=list, description="OpenAI / BFCL function-doc files.")
     mcp_servers: list[McpServerConfig] = Field(default_factory=list)
     evolve: EvolveConfig = Field(default_factory=EvolveConfig)
-    max_tools_per_agent: int = Field(default=4, ge=1, le=16)
+    max_tools_per_agent: int = Field(default=3, ge=1, le=16)
     agents_per_domain: int = Field(default=6, ge=1)
 
 
