@@ -158,3 +158,32 @@ def test_cli_serve_env_tool_world(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_mcp_calls_run_in_the_session_world():
+    import asyncio
+
+    from mcp import Client
+
+    task = TASKS["bank.deposit.train.0"]
+    gold = task.gold[0]
+    with _serve(create_app(ServerSettings(), tasks=TASKS)) as base:
+        sid = httpx.post(base + "/sessions", json={"task_spec": task.model_dump(mode="json")}).json()[
+            "session_id"
+        ]
+
+        async def main():
+            async with Client(f"{base}/sessions/{sid}/mcp") as client:
+                tools = (await client.list_tools()).tools
+                assert [t.name for t in tools] == [t.name for t in task.tools]
+                ok = await client.call_tool(gold.name, gold.arguments)
+                assert not ok.is_error and json.loads(ok.content[0].text)["balance"] > 0
+                bad = await client.call_tool(gold.name, {**gold.arguments, "id": "NOPE"})
+                assert bad.is_error and "no account with id=NOPE" in bad.content[0].text
+
+        asyncio.run(main())
+        state = httpx.get(f"{base}/sessions/{sid}/state").json()["state"]
+        assert state["tables"] == task.expected_state
+        res = httpx.post(f"{base}/sessions/{sid}/step", json={"final_answer": task.answer}).json()
+        assert res["reward"] == 1.0 and res["done"]
