@@ -35,7 +35,7 @@ from agentrl.schemas.trajectory import Trajectory
 from services.rollout_api.errors import BadRequest, Conflict, JobNotFound, OutcomeConflict, StoreUnavailable
 from services.rollout_api.reads import StoreReads
 from services.rollout_api.schemas import JobSpec, LeasedJob
-from services.rollout_api.settings import Settings, sqlalchemy_url
+from services.rollout_api.settings import Settings, redact_url, sqlalchemy_url
 from services.rollout_api.tables import counters, jobs, leases, open_engine, trajectories
 
 _RETRY_PGCODES = {"40001", "40P01"}  # serialization failure, deadlock: the transaction is safe to rerun
@@ -62,6 +62,8 @@ class Store(StoreReads):
         self.settings = settings
         self.clock = clock
         self.is_sqlite = engine.dialect.name == "sqlite"
+        # Named in every store error (disk full, locked, unreachable), with any password redacted.
+        self.where = engine.url.database if self.is_sqlite else redact_url(settings.db_url)
 
     # ---- transactions -------------------------------------------------------------------------------------
 
@@ -74,7 +76,7 @@ class Store(StoreReads):
                 with conn.begin():
                     yield conn
         except OperationalError as exc:
-            raise StoreUnavailable(f"rollout store unavailable: {exc.orig}") from exc
+            raise StoreUnavailable(f"rollout store {self.where} unavailable: {exc.orig}") from exc
 
     def _run(self, fn: Callable[[Connection], Any], write: bool = True) -> Any:
         """Run fn in one transaction; rerun it on Postgres deadlocks/serialization failures."""

@@ -94,58 +94,29 @@ def postgres_url() -> Iterator[str]:
         shutil.chown(data, "postgres")
         run_as = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
     port = free_port()
-    subprocess.run(
-        [
-            *run_as,
-            str(bins / "initdb"),
-            "-D",
-            str(data / "db"),
-            "-U",
-            "agentrl",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    db = str(data / "db")
     opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {data} -c fsync=off -c max_connections=100"
-    subprocess.run(
-        [
-            *run_as,
-            str(bins / "pg_ctl"),
-            "-D",
-            str(data / "db"),
-            "-o",
-            opts,
-            "-l",
-            str(data / "log"),
-            "-w",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+
+    def run(cmd: list[str]) -> None:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if out.returncode != 0:  # say which step failed and why, not just the exit code
+            raise RuntimeError(f"{' '.join(cmd[:6])} failed ({out.returncode}): {out.stderr[-2000:]}")
+
     try:
-        subprocess.run(
-            [str(bins / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "agentrl", "rollout"],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
+        run([*run_as, str(bins / "initdb"), "-D", db, "-U", "agentrl", "--auth=trust", "-E", "UTF8"])
+        run([*run_as, str(bins / "pg_ctl"), "-D", db, "-o", opts, "-l", str(data / "log"), "-w", "start"])
+        run([str(bins / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "agentrl", "rollout"])
         yield f"postgresql://agentrl@127.0.0.1:{port}/rollout"
     finally:
         subprocess.run(
-            [*run_as, str(bins / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"],
+            [*run_as, str(bins / "pg_ctl"), "-D", db, "-m", "immediate", "stop"],
             capture_output=True,
             timeout=60,
         )
         shutil.rmtree(data, ignore_errors=True)
 
 
-def _reset_pg(url: str) -> None:
+def reset_pg(url: str) -> None:
     from sqlalchemy import create_engine, text
 
     from services.rollout_api.settings import sqlalchemy_url
@@ -162,7 +133,7 @@ def store_url(request: pytest.FixtureRequest, db_path: Path) -> str:
     if request.param == "sqlite":
         return str(db_path)
     url = request.getfixturevalue("postgres_url")
-    _reset_pg(url)
+    reset_pg(url)
     return url
 
 

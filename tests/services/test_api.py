@@ -235,3 +235,21 @@ def test_openapi_is_versioned_under_v1(client: TestClient) -> None:
     } <= paths
     assert all(p.startswith("/v1/") or p == "/health" for p in paths)
     assert client.get("/openapi.json").status_code == 404
+
+
+@pytest.mark.slow
+def test_the_same_api_on_postgres(postgres_url: str) -> None:
+    from tests.services.conftest import reset_pg
+
+    reset_pg(postgres_url)
+    with TestClient(create_app(postgres_url, token=TOKEN, reap_interval_s=0.1), headers=AUTH) as c:
+        assert c.get("/health").json()["store"] == "postgresql"
+        (lj,) = leased(c)
+        jid = lj["job"]["id"]
+        body = {"worker_id": "w1", "lease_id": lj["lease_id"], "trajectory": traj(jid)}
+        assert c.post(f"/v1/jobs/{jid}/trajectory", json=body).json()["duplicate"] is False
+        assert c.post(f"/v1/jobs/{jid}/trajectory", json=body).json()["duplicate"] is True
+        assert [i["job_id"] for i in c.get("/v1/trajectories").json()["items"]] == [jid]
+        r = c.post("/v1/jobs", content=b'{"jobs": [', headers={"content-type": "application/json"})
+        assert r.status_code == 422
+        assert c.get("/v1/metrics").json()["done"] == 1

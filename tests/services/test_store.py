@@ -214,3 +214,34 @@ def test_sqlite_store_runs_in_wal_mode(db_path: Any) -> None:
     s.close()
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_full_disk_fails_the_write_cleanly_and_names_the_store(db_path: Any, clock: FakeClock) -> None:
+    """SQLITE_FULL (here from max_page_count, as from a full disk): 503-class error naming the file, no damage."""
+    from sqlalchemy import event
+
+    from services.rollout_api.errors import StoreUnavailable
+    from services.rollout_api.settings import Settings
+    from services.rollout_api.store import open_store
+
+    s = open_store(Settings(db_url=str(db_path)), clock=clock)
+    s.enqueue(specs(40))
+    leased = s.lease("w", max_jobs=40)
+    with s.engine.connect() as conn:
+        pages = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
+    event.listen(s.engine, "connect", lambda c, _r: c.execute(f"PRAGMA max_page_count={pages + 60}"))
+    s.engine.dispose()  # new connections pick up the cap
+    stored = []
+    with pytest.raises(StoreUnavailable, match=rf"{db_path.name} unavailable: database or disk is full"):
+        for g in leased:
+            s.submit(g.job.id, "w", g.lease_id, T(g.job.id, n=4000))
+            stored.append(g.job.id)
+    assert 0 < len(stored) < 40
+    failed_job = leased[len(stored)].job.id
+    s.close()
+    s2 = open_store(Settings(db_url=str(db_path)), clock=clock)  # space is back
+    assert s2.integrity_check() == "ok"
+    assert s2.get_job(failed_job)["state"] == "leased"  # the failed commit left nothing behind
+    assert s2.metrics()["done"] == len(stored)
+    g = leased[len(stored)]
+    assert s2.submit(g.job.id, "w", g.lease_id, T(g.job.id, n=4000))[0] is False
