@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from agentrl.schemas.trajectory import Trajectory
 from services.rollout_api.errors import BadRequest, StoreError
 from services.rollout_api.limits import BodyLimitMiddleware
 from services.rollout_api.metrics import render_prometheus
@@ -142,6 +143,11 @@ def _routes(store: Store, settings: Settings) -> APIRouter:
     @r.get("/jobs/{job_id}", response_model=JobView, tags=["trainer"])
     def get_job(job_id: JobId) -> Any:
         return store.get_job(job_id)
+
+    @r.get("/jobs/{job_id}/trajectory", response_model=Trajectory, tags=["trainer"])
+    def get_trajectory(job_id: JobId) -> Any:
+        """The job's stored trajectory; 404 until there is one. Workers resuming a partial rollout read it here."""
+        return store.get_trajectory(job_id)
 
     @r.get("/jobs", response_model=JobList, tags=["trainer"])
     def list_jobs(

@@ -141,6 +141,10 @@ class RolloutClient:
     def get_job(self, job_id: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/jobs/{job_id}")
 
+    def get_trajectory(self, job_id: str) -> Trajectory:
+        """The job's stored trajectory (to resume a partial rollout); RolloutAPIError 404 if none."""
+        return Trajectory.model_validate(self._call("GET", f"/v1/jobs/{job_id}/trajectory"))
+
     def metrics(self) -> dict[str, Any]:
         return self._call("GET", "/v1/metrics")
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
 
+from services.rollout_api.errors import JobNotFound
 from services.rollout_api.tables import counters, jobs, trajectories
 
 
@@ -22,6 +23,20 @@ class StoreReads:
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         return self._run(lambda conn: _job_view(self._job_row(conn, job_id)), write=False)
+
+    def get_trajectory(self, job_id: str) -> dict[str, Any]:
+        """The stored trajectory of a job (e.g. a `partial` one that the next iteration resumes)."""
+
+        def tx(conn: Connection) -> dict[str, Any]:
+            self._job_row(conn, job_id)
+            text = conn.execute(
+                select(trajectories.c.trajectory).where(trajectories.c.job_id == job_id)
+            ).scalar_one_or_none()
+            if text is None:
+                raise JobNotFound(f"job {job_id!r} has no trajectory (yet)")
+            return json.loads(text)
+
+        return self._run(tx, write=False)
 
     def list_jobs(self, state: str | None, group_id: str | None, limit: int) -> list[dict[str, Any]]:
         q = select(jobs).order_by(jobs.c.fifo).limit(limit)

@@ -63,6 +63,7 @@ def test_full_worker_round_trip(client: TestClient, clock: FakeClock) -> None:
     r3 = client.post(f"/v1/jobs/{jid}/trajectory", json=other)
     assert r3.status_code == 409 and "different trajectory" in r3.json()["detail"]
     assert client.get(f"/v1/jobs/{jid}").json()["state"] == "done"
+    assert client.get(f"/v1/jobs/{jid}/trajectory").json()["reward"] == 1.0
     page = client.get("/v1/trajectories", params={"since": 0}).json()
     assert [i["job_id"] for i in page["items"]] == [jid] and page["next_since"] == 1
     assert page["items"][0]["trajectory"]["token_ids"] == traj(jid)["token_ids"]
@@ -99,6 +100,7 @@ def test_fail_route_and_404(client: TestClient) -> None:
         .endswith("env down")
     )
     assert client.get("/v1/jobs/nope").status_code == 404
+    assert client.get(f"/v1/jobs/{jid}/trajectory").status_code == 404  # failed: no trajectory
     r = client.post("/v1/jobs/nope/heartbeat", json={"worker_id": "w1", "lease_id": "abc"})
     assert r.status_code == 404 and "nope" in r.json()["detail"]
 

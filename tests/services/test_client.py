@@ -60,6 +60,7 @@ def test_round_trip_enqueue_lease_submit_collect(client: RolloutClient) -> None:
         client.submit(got[0].job.id, got[0].lease_id, traj(got[0].job.id, reward=-1.0))
     with pytest.raises(LeaseLost, match="already done"):
         client.heartbeat(got[0].job.id, got[0].lease_id)
+    assert client.get_trajectory(got[0].job.id).token_ids == traj(got[0].job.id)["token_ids"]
     page = client.collect(since=start)
     assert sorted(i.job_id for i in page.items) == sorted(res.ids)
     assert all(i.state == "done" and i.trajectory is not None for i in page.items)
