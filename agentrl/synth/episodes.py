@@ -96,7 +96,7 @@ class ProceduralAgent:
                 return AgentAction(text="Done.")
             return self._call(self.task.gold[self.step])
         answer = self.task.answer
-        if self.task.must_say and self.rng.random() < self.cfg.error_rate / 2:
+        if self.task.required_outputs and self.rng.random() < self.cfg.error_rate / 2:
             self.mistakes.append("vague_answer")
             answer = "Done."
         return AgentAction(text=answer)

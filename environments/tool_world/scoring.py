@@ -33,9 +33,9 @@ def state_diff(expected: State, actual: State, limit: int = 5) -> list[str]:
     return out[:limit]
 
 
-def answer_missing(must_say: list[str], answer: str) -> list[str]:
+def answer_missing(required: list[str], answer: str) -> list[str]:
     low = (answer or "").lower()
-    return [s for s in must_say if str(s).lower() not in low]
+    return [s for s in required if str(s).lower() not in low]
 
 
 def score_episode(
@@ -44,7 +44,7 @@ def score_episode(
     """Reward 1.0 when the final state equals the expected one and the answer has every required string."""
     spec = task if isinstance(task, TaskSpec) else TaskSpec.model_validate(task)
     diff = state_diff(spec.expected_state, final_state)
-    missing = answer_missing(spec.must_say, final_answer or "")
+    missing = answer_missing(spec.required_outputs, final_answer or "")
     state_ok, answer_ok = not diff, not missing
     reward = 1.0 if state_ok and answer_ok else 0.0
     return reward, {

@@ -261,7 +261,7 @@ class TaskSpec(_Model):
     prefixes: dict[str, str] = Field(default_factory=dict)  # table -> prefix for inserted keys
     state: State
     expected_state: State
-    must_say: list[str] = Field(default_factory=list)
+    required_outputs: list[str] = Field(default_factory=list)  # substrings the final reply must contain
     answer: str = ""
     gold: list[GoldCall] = Field(default_factory=list)
     vague: str | None = None  # first user message when the user withholds information

@@ -202,7 +202,7 @@ def _assemble(
         prefixes={n: t.columns[t.key].prefix for n, t in domain.tables.items()},
         state=state,
         expected_state=expected,
-        must_say=[str(render(s, env)) for s in template.must_say],
+        required_outputs=[str(render(s, env)) for s in template.must_say],
         answer=str(render(template.answer, env)),
         gold=gold,
         vague=vague,

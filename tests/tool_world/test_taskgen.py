@@ -34,7 +34,7 @@ def test_every_builtin_template_is_solvable_by_its_gold_plan(split):
             ), f"{task.id}: a write plan must change the state"
             reward, details, _ = run_gold(task, seed=5)
             assert reward == 1.0, (task.id, details)
-            assert all(s in task.answer for s in task.must_say)
+            assert all(s in task.answer for s in task.required_outputs)
 
 
 def test_vague_tasks_reveal_the_detail_when_asked():
