@@ -224,8 +224,8 @@ class LeaseKeeper:
                 self.error = str(exc)
                 self.lost.set()
                 return
-            except RolloutAPIError as exc:  # transient: retried inside; keep trying until the lease is gone
-                self.error = str(exc)
+            except Exception as exc:  # transient (already retried inside) or a closed client: keep the reason
+                self.error = f"{type(exc).__name__}: {exc}"
 
 
 def _detail(resp: httpx.Response) -> str:

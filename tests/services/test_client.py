@@ -67,13 +67,13 @@ def test_round_trip_enqueue_lease_submit_collect(client: RolloutClient) -> None:
     assert client.collect(since=page.next_since).items == []
 
 
-def test_lease_keeper_keeps_a_lease_alive_and_reports_loss(client: RolloutClient) -> None:
+def test_lease_keeper_extends_the_lease_and_reports_loss(client: RolloutClient) -> None:
     (jid,) = client.enqueue([{**job(0), "id": None}]).ids
-    (lj,) = client.lease(lease_s=2.0)
-    with client.keep_alive(lj, interval_s=0.2) as keeper:
-        time.sleep(3.0)  # longer than the lease: only the heartbeats keep it
-        view = client.get_job(jid)
-        assert (view["state"], view["attempts"], keeper.lost.is_set()) == ("leased", 1, False)
+    (lj,) = client.lease(lease_s=30.0)
+    with client.keep_alive(lj, interval_s=0.1) as keeper:
+        # Each heartbeat moves the expiry to now + 30 s; seeing it move proves the keeper is beating.
+        wait_for(lambda: client.get_job(jid)["lease_expires"] > lj.lease_expires + 0.3, "a heartbeat")
+        assert client.get_job(jid)["attempts"] == 1 and not keeper.lost.is_set()
         client.fail(jid, lj.lease_id, "giving up on purpose")
         wait_for(keeper.lost.is_set, "the keeper to notice the lost lease")
         assert "failed" in (keeper.error or "")

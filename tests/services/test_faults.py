@@ -23,13 +23,13 @@ pytestmark = pytest.mark.slow
 
 TOKEN = "fault-" + "z3" * 20
 
-# A worker that leases two jobs, heartbeats them, announces them and then "works" until it is killed.
+# A worker that leases two jobs (3 s leases), heartbeats them, announces them and then "works" until killed.
 DOOMED_WORKER = textwrap.dedent(
     """
     import sys, time
     from services.rollout_api.client import RolloutClient
     c = RolloutClient(sys.argv[1], sys.argv[2], worker_id="doomed")
-    got = c.lease(max_jobs=2, lease_s=1.5)
+    got = c.lease(max_jobs=2, lease_s=3.0)
     for g in got:
         c.heartbeat(g.job.id, g.lease_id)
     print("LEASED", " ".join(g.job.id for g in got), flush=True)
@@ -54,7 +54,7 @@ def drain(client: RolloutClient, want: int, deadline_s: float = 90.0) -> list[st
     end = time.monotonic() + deadline_s
     while client.metrics()["done"] < want:
         assert time.monotonic() < end, f"jobs not all done: {client.metrics()}"
-        batch = client.lease(max_jobs=2, lease_s=5)
+        batch = client.lease(max_jobs=2, lease_s=60)
         if not batch:
             time.sleep(0.1)
             continue
@@ -104,7 +104,7 @@ def test_worker_sigkilled_mid_job_is_re_leased_exactly_once(tmp_path: Path, serv
 def test_api_sigkilled_mid_run_restarts_with_store_intact(tmp_path: Path, server_factory: Any) -> None:
     db = tmp_path / "rollout.db"
     n_jobs, n_workers = 60, 4
-    server = server_factory(str(db), token=TOKEN, lease_s=20).start(reap_interval_s=0.5)
+    server = server_factory(str(db), token=TOKEN, lease_s=120).start(reap_interval_s=0.5)
     trainer = RolloutClient(server.url, TOKEN, retries=60, backoff_s=0.05, max_backoff_s=0.5)
     trainer.enqueue([job(i) for i in range(n_jobs)])
     # A lease held across the crash: it must still be live (and heartbeat-able) after the restart.
