@@ -8,7 +8,6 @@ observations, same seeded stochasticity, same reward (`scoring.score_episode`). 
 
 from __future__ import annotations
 
-import copy
 import functools
 import os
 import random
@@ -33,7 +32,7 @@ from environments.protocol import (
 )
 from environments.tool_world.domains import builtin_domains, load_domains
 from environments.tool_world.session import WorldSession
-from environments.tool_world.spec import DomainSpec, TaskSpec
+from environments.tool_world.spec import DomainSpec, TaskSpec, copy_state
 from environments.tool_world.taskgen import instantiate
 
 DOMAINS_ENV = (
@@ -165,7 +164,7 @@ class ToolWorldEnv(Environment):
         if s is None:
             return None
         return (
-            copy.deepcopy(s.state),
+            copy_state(s.state),
             len(s.calls),
             s.steps,
             s.done,

@@ -12,7 +12,6 @@ partial failures, edge cases)". Here:
 
 from __future__ import annotations
 
-import copy
 import json
 import random
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from jsonschema import Draft202012Validator
 
 from environments.tool_world.ops import OpError, apply_op
 from environments.tool_world.scoring import score_episode
-from environments.tool_world.spec import TaskSpec
+from environments.tool_world.spec import TaskSpec, copy_state
 from environments.tool_world.user_sim import UserSimulator, procedural_user
 
 BUSY = "busy, try again"
@@ -53,7 +52,7 @@ class WorldSession:
     def __init__(self, task: TaskSpec | dict[str, Any], seed: int = 0, user: UserSimulator | None = None):
         self.task = task if isinstance(task, TaskSpec) else TaskSpec.model_validate(task)
         self.seed = seed
-        self.state = copy.deepcopy(self.task.state)
+        self.state = copy_state(self.task.state)
         self.rng = random.Random(f"{seed}:{self.task.id}")
         self.tools = {t.name: t for t in self.task.tools}
         self.user = user or procedural_user

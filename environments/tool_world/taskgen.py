@@ -9,13 +9,20 @@ state (e.g. an overdraft) is redrawn.
 
 from __future__ import annotations
 
-import copy
 import random
 import re
 from typing import Any
 
 from environments.tool_world.ops import OpError, apply_op
-from environments.tool_world.spec import ColumnSpec, DomainSpec, GoldCall, State, TaskSpec, TemplateSpec
+from environments.tool_world.spec import (
+    ColumnSpec,
+    DomainSpec,
+    GoldCall,
+    State,
+    TaskSpec,
+    TemplateSpec,
+    copy_state,
+)
 from environments.tool_world.user_sim import PERSONAS, reveal_text
 from environments.tool_world.values import draw
 
@@ -149,7 +156,7 @@ def instantiate(
 
 def execute_plan(domain: DomainSpec, state: State, gold: list[GoldCall]) -> State:
     """Run the gold calls on a copy of `state` (no stochasticity) and return the resulting state."""
-    out = copy.deepcopy(state)
+    out = copy_state(state)
     keys = {n: t.key for n, t in domain.tables.items()}
     prefixes = {n: t.columns[t.key].prefix for n, t in domain.tables.items()}
     for call in gold:
