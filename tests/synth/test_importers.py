@@ -126,3 +126,22 @@ def test_mcp_errors_name_the_server():
         )
     with pytest.raises(ValueError, match="exactly one of"):
         McpServerConfig(name="both", command="x", url="http://y")
+
+
+@pytest.mark.slow
+def test_mcp_import_over_streamable_http():
+    """tools/list over HTTP, from tool_world's own MCP endpoint of a live session (a real MCP server)."""
+    import httpx
+
+    from environments.protocol import ServerSettings
+    from environments.tool_world.server import builtin_tasks, create_app
+    from tests.tool_world.test_server import _serve
+
+    tasks = builtin_tasks(per_template=1)
+    task = tasks["clinic.rebook.train.0"]
+    with _serve(create_app(ServerSettings(), tasks=tasks)) as base:
+        sid = httpx.post(base + "/sessions", json={"task_id": task.id}).json()["session_id"]
+        tools = import_mcp_server(McpServerConfig(name="tw", url=f"{base}/sessions/{sid}/mcp", timeout_s=30))
+    assert [t.name for t in tools] == [t.name for t in task.tools]
+    assert all(t.source == "mcp:tw" and t.op.kind == "record" for t in tools)
+    assert tools[0].parameters == task.tools[0].parameters
