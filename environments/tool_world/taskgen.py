@@ -23,7 +23,7 @@ from environments.tool_world.spec import (
     TemplateSpec,
     copy_state,
 )
-from environments.tool_world.user_sim import PERSONAS, reveal_text
+from environments.tool_world.user_sim import PERSONAS, request_text, reveal_text
 from environments.tool_world.values import draw
 
 _PLACEHOLDER = re.compile(r"\{(\w+)(?:\.(\w+))?\}")
@@ -194,7 +194,7 @@ def _assemble(
     persona = rng.choice(sorted(PERSONAS))
     vague = reveal = None
     if template.vague and template.reveal and rng.random() < vague_rate:
-        vague = str(render(rng.choice(template.vague), env))
+        vague = request_text(persona, str(render(rng.choice(template.vague), env)))
         reveal = reveal_text(persona, str(render(template.reveal, env)))
     return TaskSpec(
         id=task_id,
@@ -203,7 +203,7 @@ def _assemble(
         level=template.level,
         split=split,
         system=domain.system,
-        user=str(render(rng.choice(template.user), env)),
+        user=request_text(persona, str(render(rng.choice(template.user), env))),
         tools=offered,
         keys={n: t.key for n, t in domain.tables.items()},
         prefixes={n: t.columns[t.key].prefix for n, t in domain.tables.items()},

@@ -16,10 +16,10 @@ if TYPE_CHECKING:
     from environments.tool_world.spec import TaskSpec
 
 PERSONAS: dict[str, dict[str, Any]] = {
-    # reveal wording per persona; "{x}" is the withheld detail
-    "plain": {"reveal": "It is {x}."},
-    "terse": {"reveal": "{x}"},
-    "polite": {"reveal": "Sure, it is {x}. Thanks!"},
+    # request wrapper and reveal wording per persona; "{t}" is the request, "{x}" the withheld detail
+    "plain": {"ask": "{t}", "reveal": "It is {x}."},
+    "terse": {"ask": "{t}", "reveal": "{x}"},
+    "polite": {"ask": "Hi! {t} Thanks.", "reveal": "Sure, it is {x}. Thanks!"},
 }
 
 
@@ -32,6 +32,13 @@ def procedural_user(task: TaskSpec, session: WorldSession, agent_text: str) -> s
     if task.reveal is not None and not session.revealed:
         return task.reveal
     return None
+
+
+def request_text(persona: str, text: str) -> str:
+    """The user's request in the persona's style (terse users drop 'Please')."""
+    if persona == "terse" and text.startswith("Please "):
+        text = text[7].upper() + text[8:]
+    return PERSONAS.get(persona, PERSONAS["plain"])["ask"].format(t=text)
 
 
 def reveal_text(persona: str, detail: str) -> str:
