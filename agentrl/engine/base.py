@@ -6,6 +6,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from agentrl.errors import AgentRLError
+
+
+class EngineError(AgentRLError):
+    """The inference engine failed or stopped answering; a rollout cannot continue without it."""
+
 
 @dataclass(frozen=True)
 class SamplingSpec:

@@ -1,0 +1,1 @@
+"""Rollouts: the token-in/token-out agent loop, environment access, workers and partial rollouts."""

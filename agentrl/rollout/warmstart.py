@@ -1,0 +1,91 @@
+"""A tiny policy that speaks K2's tool-call format, for rollout tests and `agentrl bench rollout`.
+
+A random-init model almost never emits `<|im_end|>` or a tool-call section, so a multi-turn rollout with it is one
+long truncated turn. Here the tiny model is overfit for a few seconds on oracle transcripts of the key-value demo
+environment (`environments.protocol.demo.KeyValueEnv`), played through the real environment so tool results are
+genuine. The result emits tool calls (some malformed at temperature 1, which the loop must survive), reads tool
+results and ends with a final answer: realistic multi-turn traffic at CPU scale. It is a fixture, not SFT (issue 5
+owns SFT).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from environments.protocol.demo import KeyValueEnv
+from model.chat_format import render_messages, tool_call_id
+
+WORDS = ["color", "city", "year", "name", "pet", "fruit", "code", "size", "day", "tool", "room", "light"]
+VALUES = ["blue", "Paris", "1889", "alice", "cat", "apple", "42", "large", "monday", "hammer", "7", "on"]
+
+
+def kv_task(rng: random.Random, max_pairs: int = 3) -> dict[str, Any]:
+    keys = rng.sample(WORDS, rng.randint(1, max_pairs))
+    pairs = {k: rng.choice(VALUES) for k in keys}
+    return {"pairs": pairs, "ask": rng.choice(keys)}
+
+
+def oracle_transcript(task: dict[str, Any], rng: random.Random) -> list[dict[str, Any]]:
+    """Play the task in the real environment with the right calls (one or two tool turns, then the answer)."""
+    env = KeyValueEnv()
+    obs = env.reset(task_spec=task)
+    messages = [m.openai() for m in obs.messages]
+    items = list(task["pairs"].items())
+    split = rng.randint(1, len(items))
+    idx = 0
+    for chunk in (items[:split], items[split:]):
+        if not chunk:
+            continue
+        calls = []
+        for k, v in chunk:
+            calls.append(
+                {
+                    "id": tool_call_id("set_value", idx),
+                    "type": "function",
+                    "function": {"name": "set_value", "arguments": json.dumps({"key": k, "value": v})},
+                }
+            )
+            idx += 1
+        from environments.protocol import Action
+
+        result = env.step(Action(tool_calls=calls))
+        messages.append({"role": "assistant", "content": "", "tool_calls": calls})
+        messages += [m.openai() for m in result.messages]
+    messages.append({"role": "assistant", "content": task["pairs"][task["ask"]]})
+    return messages
+
+
+def train_tool_policy(
+    checkpoint: str | Path, out_dir: str | Path, steps: int = 120, seed: int = 0, lr: float = 3e-3
+) -> Path:
+    """Overfit the checkpoint on oracle key-value transcripts and save it to `out_dir`."""
+    import torch
+
+    from model.checkpoint import load_checkpoint, save_checkpoint
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    model, tok = load_checkpoint(checkpoint, dtype=torch.float32)
+    model.train()
+    tools = KeyValueEnv().registry.openai()
+    texts = [render_messages(oracle_transcript(kv_task(rng), rng), tools=tools) for _ in range(64)]
+    seqs = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    batch = 8
+    for step in range(steps):
+        rows = [seqs[(step * batch + i) % len(seqs)] for i in range(batch)]
+        width = max(len(r) for r in rows)
+        ids = torch.full((batch, width), tok.pad_token_id, dtype=torch.long)
+        labels = torch.full((batch, width), -100, dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+            labels[i, : len(r)] = torch.tensor(r)
+        loss = model(input_ids=ids, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    return save_checkpoint(model, tok, out_dir)
