@@ -151,9 +151,39 @@ def evaluate(config: ConfigOpt = None, overrides: OverrideArg = None, json_out: 
 
 
 @app.command("worker")
-def worker(api: Annotated[str, typer.Option(help="Rollout API URL.")] = "http://127.0.0.1:8200") -> None:
+def worker(
+    api: Annotated[str, typer.Option(help="Rollout API URL.")] = "http://127.0.0.1:8200",
+    model: Annotated[str | None, typer.Option(help="Checkpoint for an in-process vLLM engine.")] = None,
+    engine_url: Annotated[str | None, typer.Option(help="OpenAI-compatible vLLM server URL.")] = None,
+    tokenizer: Annotated[str | None, typer.Option(help="Tokenizer dir (default: --model).")] = None,
+    token: Annotated[str | None, typer.Option(envvar="AGENTRL_API_TOKEN", help="API bearer token.")] = None,
+    env_token: Annotated[
+        str | None, typer.Option(envvar="AGENTRL_ENV_TOKEN", help="Env bearer token.")
+    ] = None,
+    max_jobs: Annotated[int, typer.Option(help="Jobs leased and rolled out together.")] = 16,
+    max_rounds: Annotated[int | None, typer.Option(help="Stop after this many lease rounds.")] = None,
+    idle_exit: Annotated[
+        float | None, typer.Option(help="Exit after the queue is empty this long (s).")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
     """A standalone rollout worker that leases jobs from the rollout API."""
-    _not_built("worker", "issue 6")
+    from agentrl.rollout.worker_cli import run_worker_cli
+
+    stats = _run(
+        run_worker_cli,
+        api,
+        token=token,
+        model=model,
+        engine_url=engine_url,
+        tokenizer_path=tokenizer,
+        max_jobs=max_jobs,
+        max_rounds=max_rounds,
+        idle_exit_s=idle_exit,
+        env_token=env_token,
+    )
+    if json_out:
+        emit_json(stats)
 
 
 @app.command("demo")
