@@ -33,6 +33,11 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
+def _no_constants(name: str) -> Any:
+    # NaN / Infinity are not JSON; accepting them would put unserialisable values into the world state
+    raise ValueError(f"{name} is not allowed in JSON")
+
+
 @lru_cache(maxsize=4096)
 def _validator(schema_json: str) -> Draft202012Validator:
     return Draft202012Validator(json.loads(schema_json))
@@ -87,9 +92,11 @@ class WorldSession:
             return self._error(f"unknown tool {name!r}; available: {known}", "unknown_tool")
         if isinstance(arguments, str):
             try:
-                args = json.loads(arguments) if arguments.strip() else {}
+                args = json.loads(arguments, parse_constant=_no_constants) if arguments.strip() else {}
             except json.JSONDecodeError as exc:
                 return self._error(f"arguments are not valid JSON: {exc.msg} at char {exc.pos}", "bad_json")
+            except (RecursionError, ValueError) as exc:  # absurd nesting, NaN/Infinity
+                return self._error(f"arguments are not valid JSON: {str(exc)[:80]}", "bad_json")
         else:
             args = arguments if arguments is not None else {}
         if not isinstance(args, dict):

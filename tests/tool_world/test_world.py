@@ -51,6 +51,8 @@ def test_refused_update_leaves_state_untouched(lib_task):
         ("get_book", "{}", "bad_args", "'id' is a required property"),
         ("lend", '{"id": "B", "n": "two"}', "bad_args", "at n"),
         ("fly", "{}", "unknown_tool", "available: add_book, drop_book"),
+        ("lend", '{"id": "B", "n": NaN}', "bad_json", "NaN is not allowed"),
+        ("get_book", "[" * 100_000, "bad_json", "not valid JSON"),
     ],
 )
 def test_bad_calls_become_error_observations(lib_task, name, args, kind, needle):
