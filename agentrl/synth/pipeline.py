@@ -298,7 +298,8 @@ def format_report(stats: dict[str, Any]) -> str:
         f"rejections: {stats['rejections_by_reason']}",
         "  acceptance by domain: "
         + ", ".join(f"{d} {r:.0%}" for d, r in stats["acceptance_by_domain"].items()),
-        f"  held-out tasks {stats['heldout_tasks']}, RL tasks {stats['rl_tasks']}; stats: {stats['files']['trajectories']}",
+        f"  held-out tasks {stats['heldout_tasks']}, RL tasks {stats['rl_tasks']}",
+        f"  wrote {stats['files']['trajectories']} (+ tasks_*.jsonl, domains/, rubrics/, stats.json)",
     ]
     if not stats["target_met"]:
         lines.append(f"  WARNING: target {stats['target']} not met after {stats['attempts']} attempts")
