@@ -1,0 +1,233 @@
+"""The policy update of one RL iteration: score π_old, then minibatch optimizer steps on objective + β·PTX.
+
+Order inside `update`:
+1. Sort samples by group and right-pad them once (every chunk shares the batch width, so per-token expert ids of
+   different passes line up).
+2. π_old: a no-grad pass at each sample's own sampling temperature (logprobs.py rule), recording the routing.
+   The train/inference gap and the truncated IS weights compare it with the engine's logprobs.
+3. For each pass over the batch and each minibatch of whole groups: micro-batches of whole groups accumulate the
+   objective's gradient (weighted so the sum equals one big batch), PTX adds β·∇L_PTX once per minibatch, then
+   gradient clipping, the lr schedule, and `optimizer.step()` (MuonClip runs QK-Clip and the bias update inside).
+
+Groups are never split, so r̄ and the group std are always over all K samples of a prompt.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from agentrl.schemas.trajectory import Trajectory
+from agentrl.train.logprobs import TokenBatch, collate, gap_metrics, token_logprobs, truncated_is_weights
+from agentrl.train.losses import Objective, RLBatch
+from agentrl.train.ptx import PTXSampler, ptx_loss
+from agentrl.train.rl_config import RLConfig
+from agentrl.train.routing import RouterCapture, RoutingReplay, routing_mismatch
+from agentrl.train.schedules import Schedule
+
+
+def group_indices(trajectories: Sequence[Trajectory]) -> list[int]:
+    """Group index per sample, numbered by first appearance; samples without a group id form their own group."""
+    seen: dict[str, int] = {}
+    out = []
+    for t in trajectories:
+        key = t.group_id if t.group_id is not None else f"__solo__{t.id}"
+        out.append(seen.setdefault(key, len(seen)))
+    return out
+
+
+def _slices(groups_R: list[int], per_chunk: int | None) -> list[slice]:
+    """Contiguous row slices covering `per_chunk` whole groups each (rows are sorted by group)."""
+    bounds = [0] + [i for i in range(1, len(groups_R)) if groups_R[i] != groups_R[i - 1]] + [len(groups_R)]
+    num_groups = len(bounds) - 1
+    step = per_chunk or num_groups
+    return [slice(bounds[g], bounds[min(g + step, num_groups)]) for g in range(0, num_groups, step)]
+
+
+class PolicyLearner:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        objective: Objective,
+        config: RLConfig,
+        pad_id: int,
+        lr_schedule: Schedule,
+        ptx: PTXSampler | None = None,
+        reference: torch.nn.Module | None = None,
+    ) -> None:
+        if getattr(objective, "needs_reference", False) and reference is None:
+            raise ValueError(f"objective {objective.name} needs a reference model")
+        self.model, self.optimizer, self.objective = model, optimizer, objective
+        self.config, self.pad_id, self.lr_schedule = config, pad_id, lr_schedule
+        self.ptx, self.reference = ptx, reference
+        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
+        self.routers = RouterCapture(model)
+
+    def _score(self, model: torch.nn.Module, batch: TokenBatch, rows: list[slice]) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.cat(
+                [
+                    token_logprobs(
+                        model, batch.input_ids_BT[r], batch.attention_mask_BT[r], batch.temperature_B[r]
+                    )
+                    for r in rows
+                ]
+            )
+
+    def update(
+        self, trajectories: Sequence[Trajectory], rewards: Sequence[float], step: int, temperature: float
+    ) -> dict[str, Any]:
+        cfg = self.config
+        first_groups = group_indices(trajectories)
+        order = sorted(range(len(trajectories)), key=lambda i: first_groups[i])
+        trajs = [trajectories[i] for i in order]
+        groups_R = group_indices(trajs)
+        batch = collate(trajs, self.pad_id, default_temperature=temperature)
+        rewards_B = torch.tensor([float(rewards[i]) for i in order], dtype=torch.float32)
+        group_B = torch.tensor(groups_R, dtype=torch.long)
+        minis = _slices(groups_R, cfg.groups_per_minibatch)
+        micro_rows = [s for m in minis for s in self._micro(groups_R, m)]
+        metrics: dict[str, Any] = {}
+
+        self.model.train()
+        with self.routers:
+            train_old_BT = self._score(self.model, batch, micro_rows)
+        score_ids = self.routers.layers() if self.routers.routers else []
+        if score_ids:
+            num_experts = [int(r.e_score_correction_bias.numel()) for r in self.routers.routers]
+            metrics.update(expert_load(score_ids, batch.attention_mask_BT.reshape(-1), num_experts))
+        metrics.update(gap_metrics(train_old_BT, batch))
+        token_w_BT = seq_w_B = None
+        if cfg.tis_cap is not None:
+            token_w_BT, seq_w_B, tis = truncated_is_weights(train_old_BT, batch, cfg.tis_cap)
+            metrics.update(tis)
+        if cfg.old_logprobs == "rollout":
+            missing = (batch.loss_mask_BT > 0) & ~batch.has_rollout_lp_BT
+            if bool(missing.any()):
+                raise ValueError("old_logprobs=rollout but some generated tokens have no engine logprob")
+            old_BT = batch.rollout_logprobs_BT
+        else:
+            old_BT = train_old_BT
+        ref_BT = self._score(self.reference, batch, micro_rows) if self.reference is not None else None
+
+        scale = self.lr_schedule.value(step)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base * scale
+        sums: dict[str, float] = {}
+        opt_steps = 0
+        for epoch in range(cfg.updates_per_batch):
+            train_ids: list[list[torch.Tensor]] = [[] for _ in score_ids]
+            for mini in minis:
+                self.optimizer.zero_grad(set_to_none=True)
+                for rows in self._micro(groups_R, mini):
+                    weight = self._weight(batch, rows, mini)
+                    with self._replay(score_ids, batch, rows), self.routers:
+                        lp_BT = token_logprobs(
+                            self.model,
+                            batch.input_ids_BT[rows],
+                            batch.attention_mask_BT[rows],
+                            batch.temperature_B[rows],
+                        )
+                    if epoch == 0 and score_ids:
+                        for layer, ids in enumerate(self.routers.layers()):
+                            train_ids[layer].append(ids)
+                    rl_batch = RLBatch(
+                        logprobs_BT=lp_BT,
+                        old_logprobs_BT=old_BT[rows],
+                        mask_BT=batch.loss_mask_BT[rows],
+                        rewards_B=rewards_B[rows],
+                        group_B=group_B[rows] - int(group_B[rows].min()),
+                        ref_logprobs_BT=None if ref_BT is None else ref_BT[rows],
+                        is_weight_B=None if seq_w_B is None else seq_w_B[rows],
+                        is_weight_BT=None if token_w_BT is None else token_w_BT[rows],
+                    )
+                    loss, loss_metrics = self.objective.loss(rl_batch)
+                    (loss * weight).backward()
+                    for k, v in loss_metrics.items():
+                        sums[k] = sums.get(k, 0.0) + v * weight
+                if self.ptx is not None and cfg.ptx.beta > 0:
+                    ids, attn, mask = self.ptx.next_batch()
+                    loss_ptx = ptx_loss(self.model, ids, attn, mask)
+                    (cfg.ptx.beta * loss_ptx).backward()
+                    sums["loss/ptx"] = sums.get("loss/ptx", 0.0) + float(loss_ptx.detach())
+                grad_norm = self._clip()
+                sums["grad_norm"] = sums.get("grad_norm", 0.0) + grad_norm
+                self.optimizer.step()
+                opt_steps += 1
+            if epoch == 0 and score_ids and cfg.routing.measure:
+                trained = [torch.cat(chunks) for chunks in train_ids]
+                metrics["routing/mismatch_score_vs_train"] = routing_mismatch(
+                    score_ids, trained, batch.attention_mask_BT.reshape(-1)
+                )
+        for k, v in sums.items():
+            metrics[k] = v / opt_steps
+        metrics["loss/total"] = metrics.get("loss/rl", 0.0) + cfg.ptx.beta * metrics.get("loss/ptx", 0.0)
+        metrics["lr_scale"] = scale
+        metrics["lr"] = self.optimizer.param_groups[0]["lr"]
+        metrics.update(getattr(self.optimizer, "last_stats", {}) or {})
+        if cfg.routing.after_update and score_ids:
+            metrics["routing/mismatch_after_update"] = self._mismatch_after_update(
+                batch, micro_rows, score_ids
+            )
+        metrics["tokens/trained"] = float(batch.attention_mask_BT.sum())
+        metrics["tokens/generated"] = float(batch.loss_mask_BT.sum())
+        return metrics
+
+    def _micro(self, groups_R: list[int], mini: slice) -> list[slice]:
+        inner = _slices(groups_R[mini], self.config.groups_per_microbatch)
+        return [slice(mini.start + s.start, mini.start + s.stop) for s in inner]
+
+    def _weight(self, batch: TokenBatch, rows: slice, mini: slice) -> float:
+        if getattr(self.objective, "reduction", "sample") == "token":
+            return float(batch.loss_mask_BT[rows].sum()) / max(float(batch.loss_mask_BT[mini].sum()), 1.0)
+        return (rows.stop - rows.start) / (mini.stop - mini.start)
+
+    def _replay(self, score_ids: list[torch.Tensor], batch: TokenBatch, rows: slice):
+        if not (self.config.routing.replay and score_ids):
+            return _NullContext()
+        width = batch.input_ids_BT.shape[1]
+        sliced = [ids.view(-1, width, ids.shape[-1])[rows].reshape(-1, ids.shape[-1]) for ids in score_ids]
+        return RoutingReplay(self.model, sliced)
+
+    def _clip(self) -> float:
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        max_norm = self.config.optimizer.grad_clip
+        if max_norm is None:
+            norms = [p.grad.detach().norm() for p in params]
+            return float(torch.stack(norms).norm()) if norms else 0.0
+        norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        return norm if math.isfinite(norm) else float("nan")
+
+    def _mismatch_after_update(
+        self, batch: TokenBatch, rows: list[slice], score_ids: list[torch.Tensor]
+    ) -> float:
+        with self.routers:
+            self._score(self.model, batch, rows)
+        qk_clip = getattr(self.optimizer, "qk_clip", None)
+        if qk_clip is not None:  # this probe must not count toward the next step's S_max
+            qk_clip.tracker.reset()
+        return routing_mismatch(score_ids, self.routers.layers(), batch.attention_mask_BT.reshape(-1))
+
+
+def expert_load(
+    ids: list[torch.Tensor], token_mask_N: torch.Tensor, num_experts: list[int]
+) -> dict[str, list[float]]:
+    """Per MoE layer: max/mean tokens per expert and the number of experts that got no token (real tokens only)."""
+    max_over_mean, dead = [], []
+    for ids_NK, n in zip(ids, num_experts, strict=True):
+        counts_E = torch.bincount(ids_NK[token_mask_N.bool()].reshape(-1), minlength=n).float()
+        max_over_mean.append(float(counts_E.max() / counts_E.mean().clamp(min=1e-9)))
+        dead.append(float((counts_E == 0).sum()))
+    return {"moe/max_over_mean_load": max_over_mean, "moe/dead_experts": dead}
+
+
+class _NullContext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None

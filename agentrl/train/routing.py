@@ -1,0 +1,119 @@
+"""MoE routing: capture the trainer's expert choices, measure mismatch between two passes, replay choices.
+
+Train/inference routing mismatch (issue #8 §6). The ideal measurement compares the experts vLLM chose while
+sampling with the trainer's. vLLM does not return expert ids: its fused MoE kernels compute top-k inside the kernel
+and the sampler output has no field for them, so getting them would mean patching vLLM's model code per layer and
+shipping [tokens × layers × k] ids back per request. We therefore measure, and name honestly, two trainer-side
+mismatches (docs/rl.md):
+
+- `routing/mismatch_score_vs_train`: the π_old scoring pass (no grad, the full rollout batch) against the training
+  forward (grad on, per minibatch). With one update per batch these run the same weights on different batch
+  compositions, so it is ~0 unless numerics differ with the batch; with several updates per batch later
+  minibatches run updated weights and it measures real policy drift.
+- `routing/mismatch_after_update` (optional, one extra no-grad forward): the same batch routed by θ_t and by
+  θ_{t+1}: how much the routing the next rollout will use has moved in one step, the quantity that makes a
+  rollout's expert choices stale.
+
+A mismatch is the fraction of (token, layer) pairs, over real tokens, whose top-k expert *set* differs.
+
+Routing replay: transformers' DeepseekV3 has no argument to pass expert choices in, but its router
+(`mlp.gate`) returns `(router_logits, topk_weights, topk_indices)` and the MoE block uses exactly that. A forward
+hook that replaces the indices (and recomputes the weights from the router's own sigmoid scores at the given
+indices, so the router still gets a gradient) replays choices cleanly. `RoutingReplay` does that with ids captured
+from another trainer pass (e.g. the π_old scoring pass); replaying *rollout* choices waits on an engine that
+reports them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from agentrl.optim.balance import find_routers
+
+
+class RouterCapture:
+    """Records each router's top-k ids for the forward passes run inside `with capture:` (one tensor per layer)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.routers = find_routers(model)
+        self.ids: list[Tensor | None] = [None] * len(self.routers)
+        self._handles: list = []
+
+    def __enter__(self) -> RouterCapture:
+        self.ids = [None] * len(self.routers)
+        self._handles = [r.register_forward_hook(self._hook(i)) for i, r in enumerate(self.routers)]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    def _hook(self, layer: int):
+        def hook(module: torch.nn.Module, args, output) -> None:
+            ids_NK = output[2].detach()
+            prev = self.ids[layer]
+            self.ids[layer] = ids_NK if prev is None else torch.cat([prev, ids_NK])
+
+        return hook
+
+    def layers(self) -> list[Tensor]:
+        if any(x is None for x in self.ids):
+            raise RuntimeError("RouterCapture: no forward pass was recorded")
+        return [x for x in self.ids if x is not None]
+
+
+def routing_mismatch(ids_a: list[Tensor], ids_b: list[Tensor], token_mask: Tensor | None = None) -> float:
+    """Fraction of (token, layer) pairs whose top-k expert sets differ; `token_mask` [N] selects real tokens."""
+    if len(ids_a) != len(ids_b):
+        raise ValueError(f"layer counts differ: {len(ids_a)} vs {len(ids_b)}")
+    differ, total = 0, 0
+    for a_NK, b_NK in zip(ids_a, ids_b, strict=True):
+        if a_NK.shape != b_NK.shape:
+            raise ValueError(f"routing shapes differ: {tuple(a_NK.shape)} vs {tuple(b_NK.shape)}")
+        diff_N = (a_NK.sort(-1).values != b_NK.sort(-1).values).any(-1)
+        if token_mask is not None:
+            diff_N = diff_N[token_mask.reshape(-1).bool()]
+        differ += int(diff_N.sum())
+        total += diff_N.numel()
+    return differ / max(total, 1)
+
+
+class RoutingReplay:
+    """Forces each router's top-k ids to given ones inside `with replay:`; weights come from live scores."""
+
+    def __init__(self, model: torch.nn.Module, ids: list[Tensor]) -> None:
+        self.routers = find_routers(model)
+        if len(ids) != len(self.routers):
+            raise ValueError(f"{len(ids)} layers of expert ids for {len(self.routers)} routers")
+        self.ids = ids
+        self._handles: list = []
+
+    def __enter__(self) -> RoutingReplay:
+        # prepend: run before every other router hook (load counting, capture), so they see the replayed ids.
+        self._handles = [
+            r.register_forward_hook(self._hook(i), prepend=True) for i, r in enumerate(self.routers)
+        ]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    def _hook(self, layer: int):
+        def hook(module: torch.nn.Module, args, output):
+            router_logits_NE = output[0]
+            ids_NK = self.ids[layer].to(router_logits_NE.device)
+            if ids_NK.shape[0] != router_logits_NE.shape[0]:
+                raise ValueError(
+                    f"routing replay layer {layer}: {ids_NK.shape[0]} tokens recorded, {router_logits_NE.shape[0]} now"
+                )
+            # Same weight formula as DeepseekV3TopkRouter.forward, at the replayed indices.
+            weights_NK = router_logits_NE.sigmoid().gather(1, ids_NK)
+            if module.norm_topk_prob:
+                weights_NK = weights_NK / (weights_NK.sum(-1, keepdim=True) + 1e-20)
+            return router_logits_NE, weights_NK * module.routed_scaling_factor, ids_NK
+
+        return hook
