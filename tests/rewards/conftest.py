@@ -4,13 +4,13 @@
 and exists ONLY to exercise malformed verdicts, retries, rate limits and timeouts, which a real model cannot
 be made to produce on demand. The scenario is chosen by the request's `model` field.
 
-`vllm_server_url` is the hook for the real-vLLM judge test: the engineer who lands the tiny checkpoint
-replaces its body with one that starts `vllm serve <tiny checkpoint>` (or reads a running server's URL).
-Until then it skips with the reason below.
+`vllm_server_url` serves the tiny K2 checkpoint (tests/conftest.py `tiny_checkpoint`) with vLLM's OpenAI
+server, for the real-vLLM judge and critic tests.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -58,10 +58,13 @@ def _completion(content: str | None, *, pt: int = 100, ct: int = 20) -> dict[str
     }
 
 
-def _good_verdict(body: dict[str, Any], score: int = 8) -> str:
+def _ids(body: dict[str, Any]) -> list[str]:
     schema = body.get("response_format", {}).get("json_schema", {}).get("schema") or body.get("guided_json")
-    ids = schema["properties"]["verdicts"]["items"]["properties"]["rubric_id"]["enum"]
-    return json.dumps({"verdicts": [{"rubric_id": i, "score": score, "reason": "ok"} for i in ids]})
+    return schema["properties"]["verdicts"]["required"]
+
+
+def _good_verdict(body: dict[str, Any], score: int = 8) -> str:
+    return json.dumps({"verdicts": {i: {"reason": "ok", "score": score} for i in _ids(body)}})
 
 
 def make_app() -> FastAPI:
@@ -85,12 +88,10 @@ def make_app() -> FastAPI:
             return _completion("Sure! Here is my verdict:\n```json\n" + _good_verdict(body, 6) + "\n```")
         if model == "praise_fail":  # the mandatory rubric scores 0
             v = json.loads(_good_verdict(body, 9))
-            for item in v["verdicts"]:
-                if item["rubric_id"] == "r.praise":
-                    item["score"] = 0
+            v["verdicts"]["r.praise"]["score"] = 0
             return _completion(json.dumps(v))
         if model == "malformed_json":
-            return _completion('{"verdicts": [{"rubric_id": "r.clarity", "score": 8,')
+            return _completion('{"verdicts": {"r.clarity": {"reason": "fine", "score": 8},')
         if model == "prose":
             return _completion("The response is pretty good, I'd say 8/10.")
         if model == "wrong_schema":
@@ -148,12 +149,64 @@ def fake_openai_server():
 
 
 @pytest.fixture(scope="session")
-def vllm_server_url() -> str:
-    """URL (`.../v1`) of a real vLLM server serving the tiny policy checkpoint; see the module docstring."""
+def vllm_server_url(tiny_checkpoint: str, tmp_path_factory: pytest.TempPathFactory):
+    """`.../v1` of a real vLLM OpenAI server serving the tiny K2 checkpoint (random init).
+
+    `AGENTRL_TEST_VLLM_URL` points at an already running server instead. Otherwise this starts
+    `vllm.entrypoints.openai.api_server` as a subprocess (minutes on 2 busy cores) with whitespace-free
+    guided JSON (see agentrl/rewards/judge.py), and stops it at the end of the session.
+    """
     url = os.environ.get("AGENTRL_TEST_VLLM_URL")
-    if not url:
-        pytest.skip(
-            "no vLLM judge server: the tiny checkpoint does not exist yet; set AGENTRL_TEST_VLLM_URL to a "
-            "running `vllm serve` (…/v1), or replace this fixture to start one"
-        )
-    return url
+    if url:
+        yield url
+        return
+    try:
+        import vllm  # noqa: F401
+    except ImportError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"vLLM is required in CI: {exc}")
+        pytest.skip(f"vLLM is not installed: {exc}")
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log_path = tmp_path_factory.mktemp("vllm") / "server.log"
+    argv = [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+        "--model", tiny_checkpoint, "--served-model-name", "k2-tiny",
+        "--dtype", "float32", "--max-model-len", "1024", "--enforce-eager",
+        "--kv-cache-memory-bytes", str(256 * 1024**2),
+        "--structured-outputs-config", json.dumps({"backend": "xgrammar", "disable_any_whitespace": True}),
+        "--host", "127.0.0.1", "--port", str(port),
+    ]  # fmt: skip
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 900
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"vLLM server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"vLLM server not healthy after 900 s:\n{log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(2)
+        yield f"{base}/v1"
+    finally:
+        import signal
+
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)

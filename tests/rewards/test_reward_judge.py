@@ -46,6 +46,10 @@ def test_good_verdict_scored_and_accounted(fake_openai_server, small_rubrics, re
     assert body["response_format"]["json_schema"]["schema"] == verdict_schema(["r.clarity", "r.praise"])
     assert "Capital of France?" in body["messages"][1]["content"]
     assert "r.praise" in body["messages"][0]["content"] and "(mandatory)" in body["messages"][0]["content"]
+    assert body["response_format"]["json_schema"]["schema"]["properties"]["verdicts"]["required"] == [
+        "r.clarity",
+        "r.praise",
+    ]
     assert app.state.headers[-1]["authorization"] == "Bearer sekrit"
     usage = j.stats()["usage"]
     assert (usage["prompt_tokens"], usage["completion_tokens"]) == (100, 20)
@@ -151,8 +155,10 @@ def test_task_rubric_selection(fake_openai_server, repo_rubrics, request):
     url, app = fake_openai_server
     j = _judge(url, f"good:{request.node.name}", repo_rubrics)
     j.score(TRAJ, {"id": "retail-refund-001"})
-    ids = app.state.bodies[-1]["response_format"]["json_schema"]["schema"]["properties"]["verdicts"]["items"]
-    assert "task.example.refund_order" in ids["properties"]["rubric_id"]["enum"]
+    ids = app.state.bodies[-1]["response_format"]["json_schema"]["schema"]["properties"]["verdicts"][
+        "required"
+    ]
+    assert "task.example.refund_order" in ids
     j.score(TRAJ, {"rubric_ids": ["core.clarity_relevance"]})
     assert "core.clarity_relevance" in app.state.bodies[-1]["messages"][0]["content"]
     assert "prescriptive.initial_praise" not in app.state.bodies[-1]["messages"][0]["content"]
@@ -162,14 +168,16 @@ def test_task_rubric_selection(fake_openai_server, repo_rubrics, request):
     ("text", "reason"),
     [
         ("", "no_json"),
-        ("{", "bad_json"),
         ("I rate it 8.", "no_json"),
-        ('{"verdicts": [}', "bad_json"),
-        ('{"verdicts": []}', "schema"),
-        ('{"verdicts": [{"rubric_id": "a", "score": "8", "reason": ""}]}', "schema"),
-        ('{"verdicts": [{"rubric_id": "zzz", "score": 8, "reason": ""}]}', "schema"),
-        ('{"verdicts": [{"rubric_id": "a", "score": 8}]}', "schema"),
-        ('{"verdicts": [{"rubric_id": "a", "score": 8, "reason": ""}], "extra": 1}', "schema"),
+        ("{", "bad_json"),
+        ('{"verdicts": {]}', "bad_json"),
+        ('{"verdicts": {}}', "schema"),  # a rubric left out
+        ('{"verdicts": {"a": {"reason": "", "score": "8"}}}', "schema"),  # score as a string
+        ('{"verdicts": {"a": {"reason": "", "score": 11}}}', "schema"),  # out of range
+        ('{"verdicts": {"a": {"reason": "", "score": 8}, "zzz": {"reason": "", "score": 1}}}', "schema"),
+        ('{"verdicts": {"a": {"score": 8}}}', "schema"),  # no reason
+        ('{"verdicts": {"a": {"reason": "", "score": 8}}, "extra": 1}', "schema"),
+        ('{"verdicts": [{"rubric_id": "a", "score": 8, "reason": ""}]}', "schema"),  # the old list shape
     ],
 )
 def test_parse_verdict_malformed(text, reason):
@@ -178,10 +186,17 @@ def test_parse_verdict_malformed(text, reason):
     assert e.value.reason == reason
 
 
-def test_parse_verdict_duplicate_ids():
-    dup = json.dumps({"verdicts": [{"rubric_id": "a", "score": 1, "reason": ""}] * 2})
-    with pytest.raises(VerdictError, match="twice|schema"):
-        parse_verdict(dup, ["a", "b"])
+def test_parse_verdict_good_with_prose_and_long_reason():
+    text = (
+        'Here you go:\n{"verdicts": {"a": {"reason": "clear", "score": 7}, "b": {"reason": "", "score": 0}}}'
+    )
+    assert parse_verdict(text, ["a", "b"]) == {
+        "a": {"score": 7, "reason": "clear"},
+        "b": {"score": 0, "reason": ""},
+    }
+    too_long = json.dumps({"verdicts": {"a": {"reason": "x" * 301, "score": 7}}})
+    with pytest.raises(VerdictError):
+        parse_verdict(too_long, ["a"])
 
 
 def test_guided_json_mode(fake_openai_server, request):
@@ -208,6 +223,7 @@ def test_judge_real_vllm(vllm_server_url, small_rubrics):
     import httpx
 
     model = httpx.get(f"{vllm_server_url}/models", timeout=10).json()["data"][0]["id"]
+    # Guided decoding makes a random-init model's verdict parse; the scores themselves are noise.
     j = Judge(
         JudgeConfig(base_url=vllm_server_url, model=model, max_tokens=256, timeout_s=120), small_rubrics
     )

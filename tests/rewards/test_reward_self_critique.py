@@ -85,3 +85,23 @@ def test_critic_over_openai_server(fake_openai_server, repo_rubrics, request):
         r.abstained
         for r in SelfCritiqueReward(chat_client_critic(dead), repo_rubrics).score_group(["a", "b"])
     )
+
+
+@pytest.mark.slow
+def test_guided_critic_over_real_vllm(vllm_server_url, small_rubrics):
+    """The policy checkpoint as critic behind vLLM: guided verdicts always parse, and the maths holds."""
+    import httpx
+
+    from agentrl.rewards.rubrics import RubricSet
+
+    model = httpx.get(f"{vllm_server_url}/models", timeout=10).json()["data"][0]["id"]
+    client = ChatClient(ChatClientConfig(base_url=vllm_server_url, model=model, max_tokens=16, timeout_s=300))
+    sc = SelfCritiqueReward(
+        chat_client_critic(client, max_concurrency=2, guided=True), RubricSet(rubrics=small_rubrics)
+    )
+    results = sc.score_group(["Paris.", "Lyon.", "Great question! Paris."], {"prompt": "Capital of France?"})
+    assert not any(r.abstained for r in results)
+    assert results[0].details["abstained_comparisons"] == 0 and results[0].details["comparisons"] == 6
+    # Bradley-Terry expected win rates of K samples sum to K/2 whatever the critic said.
+    assert sum(r.value for r in results) == pytest.approx(1.5, abs=1e-6)
+    assert client.stats.as_dict()["completion_tokens"] > 0

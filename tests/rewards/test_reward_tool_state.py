@@ -88,7 +88,8 @@ def test_agrees_with_tool_world_scoring_on_real_tasks():
             task = tw.instantiate(
                 domain, template, random.Random(i), split="train", task_id=f"{domain.name}-{i}"
             )
-            said = " ".join(task.must_say)
+            dumped = task.model_dump()
+            said = " ".join(dumped.get("required_outputs") or dumped.get("must_say") or [])
             mutated = copy.deepcopy(task.expected_state)
             table = next(t for t, rows in mutated.items() if rows)
             row = mutated[table][0]
@@ -113,7 +114,7 @@ def test_agrees_with_tool_world_scoring_on_real_tasks():
                     ],
                     metadata={"final_state": {"tables": state, "steps": 3}},
                 )
-                got = verifier.score(traj, task.model_dump())
+                got = verifier.score(traj, dumped)
                 assert got.value == want, (task.id, got.details)
                 checked += 1
             changed += task.state != task.expected_state

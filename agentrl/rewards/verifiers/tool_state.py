@@ -5,8 +5,8 @@ required outputs; issue #4).
 the episode: `trajectory.metadata["final_state"]` (or pass it explicitly via `task["final_state"]`). Expected
 keys are matched as a subset by default (the env may track more fields), or exactly with `mode="exact"`.
 Leaves are compared for equality (numbers with a small tolerance); lists as a whole (order matters) unless
-`unordered_lists`, where each row counts as one unit for partial credit. `required_outputs` (tool_world:
-`must_say`) are strings the agent must have said to the user (any assistant turn).
+`unordered_lists`, where each row counts as one unit for partial credit. `required_outputs` (older tool_world
+task files: `must_say`) are strings the agent must have said to the user (any assistant turn).
 With `partial_credit`, reward = fraction of expected leaves matched (times the outputs fraction); otherwise
 all-or-nothing, as in tau-bench.
 """
@@ -99,7 +99,7 @@ class FinalStateMatch:
     @classmethod
     def for_tool_world(cls, *, partial_credit: bool = False) -> FinalStateMatch:
         """tool_world's convention: state = {table: [rows]}, compared exactly with row order ignored; the
-        env's `state()` reports it under "tables"; `must_say` holds the required outputs."""
+        env's `state()` reports it under "tables"."""
         return cls(mode="exact", partial_credit=partial_credit, unordered_lists=True, state_key="tables")
 
     def _actual(self, subject: Subject, task: Any) -> Any:
@@ -124,7 +124,7 @@ class FinalStateMatch:
         state_frac = 1.0 if total == 0 else (total - len(mismatches)) / total
         said = "\n".join(assistant_texts(subject)).casefold()
         raw = task_field(task, "required_outputs", required=False, default=None)
-        if raw is None:  # tool_world's TaskSpec calls them must_say
+        if raw is None:  # older tool_world task files call them must_say
             raw = task_field(task, "must_say", required=False, default=None)
         outputs = [str(o) for o in raw or []]
         missing = [o for o in outputs if o.casefold() not in said]
