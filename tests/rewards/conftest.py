@@ -96,7 +96,7 @@ def make_app() -> FastAPI:
             return _completion("The response is pretty good, I'd say 8/10.")
         if model == "wrong_schema":
             return _completion(
-                json.dumps({"verdicts": [{"rubric_id": "r.clarity", "score": 42, "reason": "x"}]})
+                json.dumps({"verdicts": {i: {"reason": "x", "score": 42} for i in _ids(body)}})
             )
         if model == "malformed_then_good":
             return _completion("not json" if n == 1 else _good_verdict(body))
