@@ -180,18 +180,19 @@ def run_synth(
     by_level: dict[int, Counter] = defaultdict(Counter)
     reasons: Counter = Counter()
     max_attempts = math.ceil(cfg.target * cfg.max_attempts_factor)
-    attempts = 0
+    played = 0
     pool = ThreadPoolExecutor(cfg.backend.endpoint.max_concurrency) if uses_endpoint else None
     try:
-        while len(kept) < cfg.target and attempts < max_attempts:
-            n = min(max_attempts - attempts, max(16, math.ceil((cfg.target - len(kept)) * 1.25)))
-            batch = [
-                (attempts + j, factory.make("train", attempts + j, cfg.tasks.train_level_weights, rng))
+        while len(kept) < cfg.target and played < max_attempts:
+            n = min(max_attempts - played, max(16, math.ceil((cfg.target - len(kept)) * 1.25)))
+            # lazy: tasks are drawn in index order either way, so stopping early keeps runs reproducible
+            batch = (
+                (played + j, factory.make("train", played + j, cfg.tasks.train_level_weights, rng))
                 for j in range(n)
-            ]
-            attempts += n
+            )
             results = pool.map(play, batch) if pool is not None else map(play, batch)
             for i, ep, verdict, seed in results:
+                played += 1
                 tried[ep.task.domain] += 1
                 by_level[ep.task.level]["tried"] += 1
                 if verdict["verdict"] != "pass":
@@ -202,8 +203,10 @@ def run_synth(
                 passed[ep.task.domain] += 1
                 by_level[ep.task.level]["passed"] += 1
                 rec = _record(ep, verdict, i, cfg, seed)
-                if len(kept) < cfg.target and dedup.add(rec):
+                if dedup.add(rec):
                     kept.append(rec)
+                if len(kept) >= cfg.target:
+                    break
     finally:
         if pool is not None:
             pool.shutdown()
