@@ -186,8 +186,9 @@ def run_synth(
         while len(kept) < cfg.target and played < max_attempts:
             n = min(max_attempts - played, max(16, math.ceil((cfg.target - len(kept)) * 1.25)))
             # lazy: tasks are drawn in index order either way, so stopping early keeps runs reproducible
+            start = played  # the generator runs while `played` grows
             batch = (
-                (played + j, factory.make("train", played + j, cfg.tasks.train_level_weights, rng))
+                (start + j, factory.make("train", start + j, cfg.tasks.train_level_weights, rng))
                 for j in range(n)
             )
             results = pool.map(play, batch) if pool is not None else map(play, batch)
