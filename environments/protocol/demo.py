@@ -93,3 +93,10 @@ class KeyValueEnv(ToolEnvironment):
         store, self.steps, self.done = snapshot
         self.store.clear()
         self.store.update(store)
+
+
+def create_app():  # noqa: ANN201 - FastAPI, imported lazily to keep this module light
+    """A server for the demo env (`uvicorn --factory environments.protocol.demo:create_app`)."""
+    from environments.protocol.app import create_env_app
+
+    return create_env_app(KeyValueEnv)
