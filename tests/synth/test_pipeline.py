@@ -206,3 +206,21 @@ def test_synth_domains_load_into_tool_world(run, monkeypatch):
     with TestClient(create_app(ServerSettings())) as client:
         ids = client.get("/metadata").json()["task_ids"]
     assert any(i.startswith(evolved[0].name + ".") for i in ids)
+
+
+def test_shipped_configs_load_and_import_example_tools(tmp_path, monkeypatch):
+    from agentrl.config.loader import load_config
+    from agentrl.synth.config import SynthConfig
+
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)
+    base = load_config(SynthConfig, ["configs/synth.yaml"])
+    assert base == SynthConfig()  # the YAML documents the defaults exactly
+    cfg = load_config(
+        SynthConfig,
+        ["configs/synth.yaml", "configs/synth_import.yaml"],
+        ["target=150", f"out_dir={tmp_path}", "tasks.heldout=5", "tasks.rl=5"],
+    )
+    stats = run_synth(cfg, echo=None)
+    assert stats["tools_by_source"]["file"] == 5
+    assert {"fn_example_functions", "fn_example_bfcl"} <= set(stats["acceptance_by_domain"])
