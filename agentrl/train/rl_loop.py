@@ -19,7 +19,8 @@ from typing import Any
 import torch
 
 from agentrl.config.loader import write_run_metadata
-from agentrl.schemas.trajectory import Trajectory
+from agentrl.errors import AgentRLError
+from agentrl.schemas.trajectory import Trajectory, TrajectoryStatus
 from agentrl.train.budget import RunBudget, SampleBudget
 from agentrl.train.checkpoint import load_latest, rng_state, save_train_state, set_rng_state
 from agentrl.train.interfaces import (
@@ -150,7 +151,14 @@ class RLTrainer:
             budgets=dict(cfg.budget.per_task),
             default_budget=cfg.budget.default,
         )
-        trajs: list[Trajectory] = [self.budget.truncate(t) for t in self.rollout(request)]
+        produced = self.rollout(request)
+        # Failed episodes (environment or engine errors) have no meaningful reward: they are logged, not trained on.
+        trajs: list[Trajectory] = [
+            self.budget.truncate(t) for t in produced if t.status != TrajectoryStatus.failed
+        ]
+        if not trajs:
+            reasons = sorted({t.failure_reason or "?" for t in produced})[:3]
+            raise AgentRLError(f"step {self.step}: every rollout failed ({len(produced)}); e.g. {reasons}")
         t_rollout = time.perf_counter()
         out = self.reward_fn(trajs)
         rewards = self.budget.apply_penalty(trajs, out.rewards)
@@ -168,6 +176,7 @@ class RLTrainer:
         metrics.update(
             {
                 "temperature": temperature,
+                "rollout/failed_frac": 1 - len(trajs) / len(produced),
                 "policy_version": self.version,
                 "time/rollout_s": t_rollout - t0,
                 "time/reward_s": t_reward - t_rollout,

@@ -3,6 +3,7 @@ renders; bad configs fail before any work."""
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +18,8 @@ from agentrl.train.sources import FixedPoolRollout, PrecomputedReward
 from agentrl.train.sync import ModuleSync
 from tests.train.helpers import PAD, pool_tasks, tiny_model
 from tests.train.rl_worker import PTX
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _config(tmp_path, **kw):
@@ -197,3 +200,8 @@ def test_bad_configs_fail_before_any_work(tmp_path):
             pad_id=PAD,
         )
     assert calls == [] and not (tmp_path / "run").exists()
+
+
+def test_shipped_config_loads():
+    cfg = load_config(RLConfig, [ROOT / "configs" / "rl.yaml"], ["steps=3"])
+    assert cfg.objective.name == "k2" and cfg.temperature.kind == "linear" and cfg.steps == 3

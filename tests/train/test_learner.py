@@ -1,0 +1,89 @@
+"""Trainer invariances: micro-batch accumulation equals one big batch; checkpoint writes are atomic; metrics resume."""
+
+import json
+
+import pytest
+import torch
+
+from agentrl.train.checkpoint import latest_checkpoint, load_latest, save_train_state
+from agentrl.train.interfaces import RolloutRequest
+from agentrl.train.learner import PolicyLearner
+from agentrl.train.metrics import MetricsLogger, read_jsonl
+from agentrl.train.rl_config import RLConfig
+from agentrl.train.schedules import ConstantSchedule
+from agentrl.train.sources import FixedPoolRollout
+from tests.train.helpers import PAD, pool_tasks, tiny_model
+from tests.train.test_ptx import GradCapture
+
+
+def _grads(**cfg_kw):
+    model = tiny_model()
+    cfg = RLConfig.model_validate({"optimizer": {"grad_clip": None}, "tasks_per_step": 3, **cfg_kw})
+    opt = GradCapture(model.parameters())
+    learner = PolicyLearner(model, opt, cfg.objective.build(), cfg, PAD, ConstantSchedule(1.0))
+    torch.manual_seed(0)
+    trajs = FixedPoolRollout()(RolloutRequest(0, 0, pool_tasks(3), 4, 0.8, 0))
+    # Shuffle so groups arrive interleaved: the learner must regroup them.
+    trajs = [trajs[i] for i in torch.randperm(len(trajs), generator=torch.Generator().manual_seed(1))]
+    metrics = learner.update(trajs, [t.reward for t in trajs], step=0, temperature=0.8)
+    return opt.grads, metrics
+
+
+@pytest.mark.parametrize("objective", [{"name": "k2", "tau": 0.3}, {"name": "ppo_clip"}])
+def test_microbatch_accumulation_equals_full_batch(objective):
+    full, m_full = _grads(objective=objective)
+    micro, m_micro = _grads(objective=objective, groups_per_microbatch=1)
+    for a, b in zip(full, micro, strict=True):
+        assert torch.allclose(a, b, atol=1e-7, rtol=1e-4)
+    assert m_micro["loss/rl"] == pytest.approx(m_full["loss/rl"], rel=1e-5)
+    assert any(g.abs().sum() > 0 for g in full)
+
+
+def test_routing_replay_of_the_scoring_pass_leaves_the_first_update_unchanged():
+    plain, _ = _grads()
+    replayed, m = _grads(routing={"replay": True})
+    for a, b in zip(plain, replayed, strict=True):
+        assert torch.allclose(a, b, atol=1e-7, rtol=1e-5)
+    assert m["routing/mismatch_score_vs_train"] == 0.0
+
+
+def test_checkpoint_partial_write_never_replaces_the_last_good_one(tmp_path, monkeypatch):
+    root = tmp_path / "ckpt"
+    save_train_state(root, 1, {"step": 1, "w": torch.ones(3)})
+    real_save = torch.save
+
+    def crash(obj, f, *a, **k):
+        f.write(b"half a checkpoint")
+        raise KeyboardInterrupt("killed mid-write")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_train_state(root, 2, {"step": 2, "w": torch.zeros(3)})
+    monkeypatch.setattr(torch, "save", real_save)
+    assert latest_checkpoint(root).name == "step-000001"
+    assert load_latest(root)["step"] == 1
+    # A stale `latest` pointing at a pruned directory falls back to the newest complete one.
+    (root / "latest").write_text("step-000009")
+    assert load_latest(root)["step"] == 1
+    # The next save cleans the leftover temp dir and prunes to `keep`.
+    for step in (2, 3, 4):
+        save_train_state(root, step, {"step": step}, keep=2)
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step-000003", "step-000004"]
+    assert load_latest(root)["step"] == 4
+    assert load_latest(tmp_path / "none") is None
+
+
+def test_metrics_resume_drops_rows_after_the_checkpoint(tmp_path):
+    log = MetricsLogger(tmp_path, tensorboard=False)
+    for step in (1, 2, 3):
+        log.log(step, {"loss": float(step), "per_layer": [1.0, 2.0], "flag": True, "text": "skipped"})
+    log.close()
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 4, "loss": ')  # torn by a kill
+    resumed = MetricsLogger(tmp_path, tensorboard=False, resume_step=2)
+    resumed.log(3, {"loss": 30.0})
+    resumed.close()
+    rows = read_jsonl(tmp_path / "metrics.jsonl")
+    assert [(r["step"], r["loss"]) for r in rows] == [(1, 1.0), (2, 2.0), (3, 30.0)]
+    assert rows[0]["per_layer"] == [1.0, 2.0] and rows[0]["flag"] == 1.0 and "text" not in rows[0]
+    assert json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])["step"] == 1
