@@ -101,7 +101,10 @@ class WorldSession:
             args = arguments if arguments is not None else {}
         if not isinstance(args, dict):
             return self._error("arguments must be a JSON object", "bad_json")
-        err = next(iter(_validator(dumps(tool.parameters)).iter_errors(args)), None)
+        try:
+            err = next(iter(_validator(dumps(tool.parameters)).iter_errors(args)), None)
+        except Exception as exc:  # e.g. an unresolvable $ref: the call cannot be checked, so it is refused
+            return self._error(f"cannot validate arguments: {type(exc).__name__}", "bad_args")
         if err is not None:
             where = "/".join(str(p) for p in err.path)
             return self._error(f"bad arguments{' at ' + where if where else ''}: {err.message}", "bad_args")

@@ -156,11 +156,23 @@ def check_parameters_schema(schema: Any) -> None:
     req = schema.get("required", [])
     if not isinstance(req, list) or any(r not in props for r in req):
         raise ValueError(f"parameters.required {req!r} must list names from properties {sorted(props)}")
+    remote = [r for r in _refs(schema) if not r.startswith("#")]
+    if remote:  # a remote $ref would make validating a tool call fetch a URL
+        raise ValueError(f"only local $refs ('#/...') are allowed in tool parameters, got {remote[:3]}")
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
         path = "/".join(str(p) for p in exc.path) or "<root>"
         raise ValueError(f"invalid JSON schema at {path}: {exc.message}") from None
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return own + [r for v in node.values() for r in _refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in _refs(v)]
+    return []
 
 
 class Step(_Model):

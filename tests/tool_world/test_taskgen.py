@@ -97,6 +97,10 @@ def test_same_seed_same_task():
             "unknown tool 'zz'",
         ),
         ("name: x\n  tools: [\n", "malformed domain file"),
+        (
+            "name: x\ntools: [{name: t, parameters: {type: object, properties: {a: {$ref: 'http://h/x'}}}}]\n",
+            "only local $refs",
+        ),
     ],
 )
 def test_malformed_domain_files_name_file_and_field(tmp_path, text, needle):

@@ -117,3 +117,12 @@ def test_extra_write_breaks_the_state_check(lib_task):
     s.call("add_book", {"reader": "Extra"})
     reward, details = s.finish(lib_task.answer)
     assert reward == 0.0 and any("unexpected" in d for d in details["state_diff"])
+
+
+def test_unresolvable_schema_ref_is_a_tool_error_not_a_crash():
+    from environments.tool_world.spec import TaskSpec
+
+    tool = {"name": "t", "parameters": {"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}}}
+    task = TaskSpec(id="x", domain="d", system="s", user="u", tools=[tool], state={}, expected_state={})
+    r = WorldSession(task).call("t", '{"a": 1}')
+    assert r.kind == "bad_args" and "cannot validate" in r.error
