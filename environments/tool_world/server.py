@@ -31,7 +31,7 @@ from environments.protocol import (
     create_env_app,
 )
 from environments.tool_world.domains import builtin_domains, load_domains
-from environments.tool_world.session import WorldSession
+from environments.tool_world.session import WorldSession, safe_text
 from environments.tool_world.spec import DomainSpec, TaskSpec, copy_state
 from environments.tool_world.taskgen import instantiate
 
@@ -116,9 +116,10 @@ class ToolWorldEnv(Environment):
         messages, errors = [], []
         for call in action.tool_calls:
             r = s.call(call.name, call.arguments)
-            messages.append(Message(role="tool", tool_call_id=call.id, name=call.name, content=r.content))
+            cid, name = safe_text(call.id), safe_text(call.name)  # echoed back: must encode as UTF-8
+            messages.append(Message(role="tool", tool_call_id=cid, name=name, content=r.content))
             if not r.ok:
-                errors.append({"id": call.id, "name": call.name, "kind": r.kind, "error": r.error or ""})
+                errors.append({"id": cid, "name": name, "kind": r.kind, "error": r.error or ""})
         info: dict[str, Any] = {"tool_errors": errors} if errors else {}
         if s.steps >= s.task.max_steps:  # out of turns: score what the world looks like now
             reward, details = s.finish("")

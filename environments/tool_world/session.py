@@ -33,6 +33,15 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
+def safe_text(text: str) -> str:
+    """Text that encodes as UTF-8: lone surrogates (valid in JSON escapes, invalid in UTF-8) become escapes."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _no_constants(name: str) -> Any:
     # NaN / Infinity are not JSON; accepting them would put unserialisable values into the world state
     raise ValueError(f"{name} is not allowed in JSON")
@@ -89,7 +98,7 @@ class WorldSession:
         tool = self.tools.get(name)
         if tool is None:
             known = ", ".join(sorted(self.tools))
-            return self._error(f"unknown tool {name!r}; available: {known}", "unknown_tool")
+            return self._error(f"unknown tool {safe_text(name)[:100]!r}; available: {known}", "unknown_tool")
         if isinstance(arguments, str):
             try:
                 args = json.loads(arguments, parse_constant=_no_constants) if arguments.strip() else {}
@@ -101,6 +110,8 @@ class WorldSession:
             args = arguments if arguments is not None else {}
         if not isinstance(args, dict):
             return self._error("arguments must be a JSON object", "bad_json")
+        if safe_text(dumps(args)) != dumps(args):
+            return self._error("arguments contain invalid Unicode (a lone surrogate escape)", "bad_json")
         try:
             err = next(iter(_validator(dumps(tool.parameters)).iter_errors(args)), None)
         except Exception as exc:  # e.g. an unresolvable $ref: the call cannot be checked, so it is refused

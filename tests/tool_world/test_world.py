@@ -53,6 +53,7 @@ def test_refused_update_leaves_state_untouched(lib_task):
         ("fly", "{}", "unknown_tool", "available: add_book, drop_book"),
         ("lend", '{"id": "B", "n": NaN}', "bad_json", "NaN is not allowed"),
         ("get_book", "[" * 100_000, "bad_json", "not valid JSON"),
+        ("get_book", '{"id": "\\ud800"}', "bad_json", "invalid Unicode"),
     ],
 )
 def test_bad_calls_become_error_observations(lib_task, name, args, kind, needle):
