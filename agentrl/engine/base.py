@@ -22,6 +22,7 @@ class SamplingSpec:
     top_p: float = 1.0
     seed: int | None = None
     stop_token_ids: tuple[int, ...] = ()
+    ignore_eos: bool = False  # benchmarks: generate exactly max_tokens
 
 
 @dataclass

@@ -93,6 +93,8 @@ class OpenAIServerEngine:
             "return_token_ids": True,
             "skip_special_tokens": False,
         }
+        if s.ignore_eos:
+            body["ignore_eos"] = True
         if s.seed is not None:
             body["seed"] = s.seed
         if s.stop_token_ids:

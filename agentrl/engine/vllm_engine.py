@@ -78,6 +78,7 @@ class VLLMEngine:
                 seed=s.seed,
                 logprobs=0,
                 stop_token_ids=list(s.stop_token_ids) or None,
+                ignore_eos=s.ignore_eos,
                 skip_special_tokens=False,
                 detokenize=False,
             )
