@@ -66,6 +66,14 @@ def _should_retry(method: str, exc: Exception | None, resp: httpx.Response | Non
     return method in ("GET", "DELETE") and isinstance(exc, httpx.TransportError)
 
 
+def _limits(max_connections: int) -> httpx.Limits:
+    # Idle connections are dropped after 2 s, before uvicorn's 5 s keep-alive timeout: reusing a connection
+    # the server is closing at that moment fails a POST that cannot be retried safely (a step).
+    return httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections, keepalive_expiry=2.0
+    )
+
+
 class _Base:
     def __init__(
         self, base_url: str, token: str | None, timeout: float, retries: int, backoff_s: float
