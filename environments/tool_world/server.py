@@ -9,6 +9,7 @@ observations, same seeded stochasticity, same reward (`scoring.score_episode`). 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import random
 from typing import Any
@@ -76,6 +77,12 @@ class ToolWorldEnv(Environment):
         self, task_id: str | None = None, task_spec: dict[str, Any] | None = None, seed: int | None = None
     ) -> Observation:
         if task_spec is not None:
+            try:  # JSON escapes can smuggle lone surrogates in; they could never be sent back
+                json.dumps(task_spec, ensure_ascii=False).encode("utf-8")
+            except (UnicodeEncodeError, TypeError, ValueError) as exc:
+                raise EnvError(
+                    f"invalid task_spec: {type(exc).__name__} (lone surrogate or non-JSON value)"
+                ) from None
             try:
                 task = TaskSpec.model_validate(task_spec)
             except ValidationError as exc:

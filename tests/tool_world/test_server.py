@@ -123,6 +123,14 @@ def test_bad_calls_are_tool_errors_and_bad_requests_are_4xx(url):
         with pytest.raises(EnvClientError) as exc:
             env.reset("no.such.task")
         assert exc.value.status_code == 404
+    raw = json.dumps({"task_spec": TASKS["shop.status.train.0"].model_dump(mode="json")})
+    raw = raw.replace('"user": "', '"user": "\\ud800', 1)  # a JSON escape for a lone surrogate
+    r = httpx.post(
+        url + "/sessions",
+        content=raw,
+        headers={"content-type": "application/json", "authorization": "Bearer s3cret"},
+    )
+    assert r.status_code == 400 and "invalid task_spec" in r.json()["error"]
     assert httpx.post(url + "/sessions", json={"task_id": "shop.status.train.0"}).status_code == 401
 
 
