@@ -97,6 +97,8 @@ def _json_object(text: str) -> Any:
         raise VerdictError(
             "bad_json", f"judge output is not valid JSON ({exc.msg}): {text[:120]!r}"
         ) from None
+    except (ValueError, RecursionError) as exc:  # huge integers or absurd nesting
+        raise VerdictError("bad_json", f"judge output is not usable JSON ({type(exc).__name__})") from None
 
 
 def parse_verdict(text: str, rubric_ids: Sequence[str]) -> dict[str, dict[str, Any]]:

@@ -136,6 +136,8 @@ class JsonFormat(_Base):
             obj = json.loads(body)
         except json.JSONDecodeError as exc:
             return False, f"not valid JSON: {exc.msg} at char {exc.pos}"
+        except (ValueError, RecursionError) as exc:  # huge integers, absurd nesting: a policy can write both
+            return False, f"not usable JSON: {type(exc).__name__}: {str(exc)[:100]}"
         if self.json_schema is not None:
             import jsonschema  # deferred: only JSON-schema constraints need it
 

@@ -55,15 +55,16 @@ _SELF = re.compile(
     _I,
 )
 _QUOTED = re.compile(r"[\"“'‘«]([^\"”'’»\n]{1,60})[\"”'’»]")
-_KEYWORD_CLAIM = re.compile(
-    r"\b(?:includ|us|incorporat|mention|contain|feature)(?:e|es|ed|ing|s)?\b[^.!?\n]*?[\"“'‘«]", _I
-)
-# Passive claims ("the words 'x' and 'y' are included") count even without a first-person marker.
-_KEYWORD_PASSIVE = re.compile(
-    r"\b(?:key\s*words?|words?|terms?|phrases?)\b[^.!?\n]*?[\"“'‘«][^.!?\n]*?"
-    r"\b(?:is|are|was|were|has been|have been)\s+(?:also\s+)?(?:all\s+)?(?:included|used|incorporated|mentioned)",
+# Keyword claims are found in steps (verb or noun, then a quote after it) rather than with one regex: nested
+# lazy spans backtrack cubically on long adversarial sentences (measured: seconds at 2k characters).
+_KEYWORD_VERB = re.compile(r"\b(?:includ|us|incorporat|mention|contain|feature)(?:e|es|ed|ing|s)?\b", _I)
+_KEYWORD_NOUN = re.compile(r"\b(?:key\s*words?|words?|terms?|phrases?)\b", _I)
+_PASSIVE_VERB = re.compile(
+    r"\b(?:is|are|was|were|has been|have been)\s+(?:also\s+)?(?:all\s+)?(?:included|used|incorporated|mentioned)\b",
     _I,
 )
+_QUOTE_CHARS = "\"“'‘«"
+MAX_CLAIM_CHARS = 1000  # longer "sentences" are only matched on their first part: bounds regex work
 _UNIT = r"(words?|characters?|chars?|sentences?|bullet(?:\s*points?|s)?|paragraphs?)"
 _LEN_MAX = re.compile(
     rf"\b(?:under|fewer than|less than|below|within|no more than|at most|not exceeding|max(?:imum)?(?: of)?)"
@@ -116,7 +117,7 @@ _JUSTIFY = re.compile(
 
 
 def _sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENT.split(text) if s.strip()]
+    return [s.strip()[:MAX_CLAIM_CHARS] for s in _SENT.split(text) if s.strip()]
 
 
 def _int(s: str) -> int:
@@ -162,13 +163,29 @@ def _length_findings(text: str, sentence: str) -> list[dict[str, Any]]:
     return out
 
 
+def _first_quote(s: str, start: int) -> int:
+    found = [i for i in (s.find(q, start) for q in _QUOTE_CHARS) if i >= 0]
+    return min(found) if found else -1
+
+
+def _is_keyword_claim(sentence: str) -> bool:
+    """Self-referential "I included "X"" or passive "the words "X" are included"."""
+    verb = _KEYWORD_VERB.search(sentence)
+    if verb and _SELF.search(sentence) and _first_quote(sentence, verb.end()) >= 0:
+        return True
+    noun = _KEYWORD_NOUN.search(sentence)
+    if noun:
+        q = _first_quote(sentence, noun.end())
+        return q >= 0 and _PASSIVE_VERB.search(sentence, q) is not None
+    return False
+
+
 def _keyword_findings(text: str, sentence: str) -> list[dict[str, Any]]:
-    self_claim = _SELF.search(sentence) and _KEYWORD_CLAIM.search(sentence)
-    if not (self_claim or _KEYWORD_PASSIVE.search(sentence)):
+    if not _is_keyword_claim(sentence[:MAX_CLAIM_CHARS]):
         return []
     rest = text.replace(sentence, " ")  # the claim itself does not count as including the keyword
     out = []
-    for kw in _QUOTED.findall(sentence):
+    for kw in _QUOTED.findall(sentence[:MAX_CLAIM_CHARS]):
         pattern = re.compile(rf"(?<!\w){re.escape(kw.strip())}(?!\w)", _I)
         if kw.strip() and not pattern.search(rest):
             out.append(
