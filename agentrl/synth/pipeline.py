@@ -275,6 +275,8 @@ def _write_outputs(out: Path, cfg: SynthConfig, kept: list[dict[str, Any]], list
     write_jsonl(files["heldout"], lists["heldout"])
     write_jsonl(files["rl"], lists["rl"])
     files["domains"].mkdir(exist_ok=True)
+    for stale in files["domains"].glob("*.json"):  # a rerun into the same out_dir must not leave old domains
+        stale.unlink()
     for d, tpls in domains:
         spec = d.model_copy(update={"templates": tpls}).model_dump(mode="json", exclude_defaults=True)
         (files["domains"] / f"{d.name}.json").write_text(json.dumps({"name": d.name, **spec}, indent=1))
