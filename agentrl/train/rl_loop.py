@@ -107,8 +107,9 @@ class RLTrainer:
         self.logger = MetricsLogger(
             self.run_dir, config.metrics.tensorboard, resume_step=self.step if state else None
         )
-        if state is not None and weight_sync is not None:
-            weight_sync(model, self.version)  # the engine still holds whatever it had before the kill
+        if weight_sync is not None:
+            # The engine must start from these weights: after a kill it still holds whatever it had then.
+            weight_sync(model, self.version)
 
     def run(self) -> RunResult:
         cfg, last = self.config, {}
