@@ -1,0 +1,99 @@
+"""The agent loop on real vLLM: the trainer scores exactly the engine's tokens, with matching logprobs."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from agentrl.engine.base import SamplingSpec
+from agentrl.rollout.agent_loop import AgentLoop, LoopConfig
+from agentrl.rollout.envs import LocalEnv
+from agentrl.rollout.episode import EpisodeSpec
+from agentrl.rollout.warmstart import kv_task
+from environments.protocol.demo import KeyValueEnv
+from model.chat_format import render_messages
+
+pytestmark = pytest.mark.slow
+TEMPERATURE = 0.9
+
+
+class Recording:
+    """Wraps the real engine and records each call's prompts and outputs (to count mismatches)."""
+
+    def __init__(self, engine) -> None:
+        self.engine, self.calls = engine, []
+
+    def generate(self, prompts, sampling):
+        gens = self.engine.generate(prompts, sampling)
+        self.calls += [
+            (list(p), list(g.token_ids), list(g.logprobs)) for p, g in zip(prompts, gens, strict=True)
+        ]
+        return gens
+
+    def load_weights(self, named_tensors):
+        return self.engine.load_weights(named_tensors)
+
+
+@pytest.fixture(scope="module")
+def rollout(tool_ckpt):
+    from transformers import AutoTokenizer
+
+    from agentrl.engine.vllm_engine import VLLMEngine
+
+    tok = AutoTokenizer.from_pretrained(tool_ckpt)
+    engine = Recording(VLLMEngine(tool_ckpt, kv_cache_memory_bytes=256 * 1024**2))
+    rng = random.Random(1)
+    env = LocalEnv(KeyValueEnv)
+    specs = [
+        EpisodeSpec(
+            task=kv_task(rng), env=env, sampling=SamplingSpec(temperature=TEMPERATURE, max_tokens=300, seed=i)
+        )
+        for i in range(16)
+    ]
+    trajs = AgentLoop(engine, tok, LoopConfig(max_turn_tokens=128, max_turns=6)).run(specs)
+    return tok, engine, trajs
+
+
+def test_trainer_scores_exactly_the_engine_tokens(rollout):
+    tok, engine, trajs = rollout
+    assert sum(t.num_turns >= 2 for t in trajs) >= 4, "the warm-started policy should do multi-turn tool use"
+    mismatches = checked = 0
+    for t in trajs:
+        # every engine call's prompt is a prefix of the stored sequence and its output follows it verbatim
+        for prompt, out, lps in engine.calls:
+            if len(prompt) < t.prompt_len or t.token_ids[: len(prompt)] != prompt:
+                continue
+            checked += 1
+            n = len(prompt)
+            mismatches += t.token_ids[n : n + len(out)] != out
+            mismatches += t.logprobs[n : n + len(out)] != lps
+            mismatches += any(m != 1 for m in t.loss_mask[n : n + len(out)])
+        # mask-0 tokens are exactly the non-generated ones; the prompt is the template's rendering
+        first = render_messages(
+            t.messages[:2], tools=KeyValueEnv().registry.openai(), add_generation_prompt=True
+        )
+        mismatches += t.token_ids[: t.prompt_len] != tok(first, add_special_tokens=False)["input_ids"]
+        generated = sum(
+            len(out) for p, out, _ in engine.calls if t.token_ids[: len(p)] == p and len(p) >= t.prompt_len
+        )
+        mismatches += sum(t.loss_mask) != generated
+    assert checked >= len(trajs) and mismatches == 0
+
+
+def test_stored_logprobs_match_a_trainer_forward(rollout, tool_ckpt):
+    from model.checkpoint import load_checkpoint
+
+    _, _, trajs = rollout
+    model, _ = load_checkpoint(tool_ckpt, dtype=torch.float32)
+    model.eval()
+    gaps = []
+    with torch.no_grad():
+        for t in trajs:
+            logits = model(torch.tensor([t.token_ids])).logits[0]
+            lp = torch.log_softmax(logits / TEMPERATURE, -1)  # the trainer's rule: log_softmax(logits / T)
+            for i, (m, stored) in enumerate(zip(t.loss_mask, t.logprobs, strict=True)):
+                if m:
+                    gaps.append(abs(lp[i - 1, t.token_ids[i]].item() - stored))
+    assert max(gaps) < 0.05 and sum(gaps) / len(gaps) < 0.005
