@@ -67,6 +67,11 @@ class TasksConfig(_Cfg):
     fail_rate: float = Field(default=0.1, ge=0, le=0.9, description="Transient tool failures per call.")
     partial_rate: float = Field(default=0.2, ge=0, le=0.9, description="Partial pages for list tools.")
     max_steps: int = Field(default=8, ge=1)
+    sft_excluded_templates: list[str] = Field(
+        default_factory=list,
+        description="Globs `domain.template` kept out of the SFT data but present in held-out and RL tasks "
+        "(the strongest lever for RL headroom: the policy must compose them from what it saw).",
+    )
 
 
 class AgentConfig(_Cfg):

@@ -11,6 +11,7 @@ its tasks are the templates its toolset can solve. Splits:
 
 from __future__ import annotations
 
+import fnmatch
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -96,6 +97,9 @@ class TaskFactory:
             levels, weights=[weights[lv - 1] if lv <= len(weights) else 1.0 for lv in levels]
         )[0]
         options = self.by_level[level]
+        if split == "train" and self.cfg.sft_excluded_templates:
+            kept = [o for o in options if not _excluded(f"{o[0]}.{o[2]}", self.cfg.sft_excluded_templates)]
+            options = kept or options  # a level with only excluded templates keeps them
         dname = rng.choice(sorted({o[0] for o in options}))  # balance domains, not templates
         dname, agent, tid = rng.choice([o for o in options if o[0] == dname])
         c = self.cfg
@@ -106,6 +110,10 @@ class TaskFactory:
             partial_rate=c.partial_rate, max_steps=c.max_steps, offer=list(agent.tools), system=agent.system,
         )  # fmt: skip
         return task.model_copy(update={"split": split})
+
+
+def _excluded(name: str, globs: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, g) for g in globs)
 
 
 def eval_task_lists(factory: TaskFactory, cfg: TasksConfig, seed: int) -> dict[str, list[dict[str, Any]]]:

@@ -54,3 +54,16 @@ def test_factory_level_mix_and_split_labels():
     assert all(t.split == "heldout" and t.id.startswith("heldout.") for t in even)
     assert {t.domain for t in even} == {d.name for d, _ in domains}
     assert all(len(t.tools) <= 3 for t in train)
+
+
+def test_sft_excluded_templates_only_appear_in_eval_and_rl():
+    domains = [(d, d.templates) for d in builtin_domains()]
+    cfg = TasksConfig(sft_excluded_templates=["shop.move*", "bank.pay"])
+    factory = TaskFactory(domains, ToolsConfig(), cfg, seed=0)
+    rng = random.Random(0)
+    train = {
+        f"{t.domain}.{t.template}" for t in (factory.make("train", i, [1, 1, 1], rng) for i in range(800))
+    }
+    rl = {f"{t.domain}.{t.template}" for t in (factory.make("rl", i, [1, 1, 1], rng) for i in range(800))}
+    excluded = {"shop.move", "shop.move_by_user", "bank.pay"}
+    assert not (train & excluded) and excluded <= rl
