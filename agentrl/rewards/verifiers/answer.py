@@ -22,9 +22,11 @@ from typing import Any
 from agentrl.rewards.base import RewardError, RewardResult, Subject, response_text, task_field
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_HASH = re.compile(r"^\s*####\s*(.+?)\s*$", re.MULTILINE)
+# Horizontal whitespace only ([ \t], not \s) next to ^/$ and between adjacent quantifiers: \s spans newlines
+# and overlapping quantifiers backtrack quadratically on long whitespace runs, which a policy can emit.
+_HASH = re.compile(r"^[ \t]*####[ \t]*(.+?)[ \t]*$", re.MULTILINE)
 _ANSWER_IS = re.compile(
-    r"(?:final answer|the answer|answer)\s*(?:is|:|=)\s*[:\s]*(.+?)(?:\n|$)", re.IGNORECASE
+    r"(?:final answer|the answer|answer)[ \t]{0,3}(?:is|:|=)[ \t:]{0,8}(.+?)(?:\n|$)", re.IGNORECASE
 )
 _NUMBER = re.compile(
     r"""[-+−]?\s?[$€£¥]?\s?

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from agentrl.rewards.base import RewardError, RewardResult, Subject, response_text, task_field
 
 _WORD = re.compile(r"\b[\w'’-]+\b", re.UNICODE)
-_BULLET = re.compile(r"^\s*(?:[-*•+]|\d+[.)])\s+\S", re.MULTILINE)
+_BULLET = re.compile(r"^[ \t]*(?:[-*•+]|\d+[.)])[ \t]+\S", re.MULTILINE)  # [ \t]: see answer._HASH
 _SENTENCE_END = re.compile(r"[.!?]+(?:\s+|$)")
 
 
