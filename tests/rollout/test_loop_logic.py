@@ -174,3 +174,20 @@ def test_http_env_stopped_mid_rollout_marks_failed(tok):
         [t] = AgentLoop(ScriptedEngine(tok, script), tok).run([spec(client, env_name="kv")])
     assert t.status == TrajectoryStatus.failed
     assert "kv" in t.failure_reason and "step" in t.failure_reason
+
+
+def test_partial_buffer_carries_unfinished_trajectories_across_iterations(tok, tmp_path):
+    from agentrl.rollout.partial import PartialRolloutBuffer
+
+    env = LocalEnv(KeyValueEnv)
+    loop = AgentLoop(ScriptedEngine(tok, good_script), tok)
+    buffer = PartialRolloutBuffer(tmp_path / "partial.jsonl")
+    finished, version = [], 0
+    new = [spec(env) for _ in range(3)]
+    while new or len(buffer):
+        finished += buffer.run_iteration(loop, new, policy_version=version, segment_tokens=8)
+        new, version = [], version + 1
+        assert version < 20
+    assert len(finished) == 3 and all(t.status == TrajectoryStatus.ok for t in finished)
+    assert all(len(t.policy_versions) > 1 for t in finished)
+    assert (tmp_path / "partial.jsonl").read_text() == ""
