@@ -147,9 +147,15 @@ def run_sft(cfg: SFTStageConfig, progress: bool = True) -> dict[str, Any]:
 
     from model.checkpoint import load_checkpoint, save_checkpoint
 
+    from transformers.trainer_utils import get_last_checkpoint
+
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model, tokenizer = load_checkpoint(cfg.init)
+    last = get_last_checkpoint(str(out)) if cfg.resume else None
+    # Trainer's own resume loads weights with a plain load_state_dict, which misses transformers 5's fused-expert
+    # conversion (checkpoints store per-expert tensors). Loading through from_pretrained first restores every
+    # weight; Trainer then restores optimizer, scheduler, data order and RNG state from the same directory.
+    model, tokenizer = load_checkpoint(last or cfg.init)
     records = read_jsonl(cfg.data, cfg.max_records)
     columns, stats = tokenize_records(records, tokenizer, cfg.max_length)
     dataset = Dataset.from_dict(columns)
@@ -187,9 +193,8 @@ def run_sft(cfg: SFTStageConfig, progress: bool = True) -> dict[str, Any]:
         optimizers=(optimizer, None),
         callbacks=[_jsonl_callback(out / "metrics.jsonl")],
     )
-    resume = cfg.resume and any(out.glob("checkpoint-*"))
     start = time.time()
-    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    result = trainer.train(resume_from_checkpoint=last)
     model.config.use_cache = True
     final = save_checkpoint(trainer.model, tokenizer, out / "final")
     return {
@@ -197,7 +202,7 @@ def run_sft(cfg: SFTStageConfig, progress: bool = True) -> dict[str, Any]:
         "train_loss": result.training_loss,
         "steps": result.global_step,
         "wall_s": time.time() - start,
-        "resumed": bool(resume),
+        "resumed": last is not None,
         **{f"data_{k}": v for k, v in stats.items()},
     }
 

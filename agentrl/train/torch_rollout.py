@@ -1,6 +1,6 @@
 """`TorchSamplerRollout`: single-turn sampling from an in-process torch policy (no vLLM), for CPU-scale RL.
 
-For each task, the K samples are one batch (same prompt, so no padding) decoded with a KV cache. Each token is
+All tasks' K samples are one left-padded batch (explicit position ids) decoded with a KV cache. Each token is
 drawn from softmax(logits / T) with a generator seeded from the request seed, and its logprob is recorded as
 log_softmax(logits / T): the same quantity vLLM's `processed_logprobs` gives (docs/rl.md, temperature rule).
 Sampling stops per row at a stop token or at the budget (`budget - prompt_len` new tokens; then `truncated`).
@@ -38,62 +38,78 @@ class TorchSamplerRollout:
 
     @torch.no_grad()
     def __call__(self, request: RolloutRequest) -> list[Trajectory]:
-        out: list[Trajectory] = []
         self.policy.eval()
-        for t_idx, task in enumerate(request.tasks):
+        prompts, rooms, keys = [], [], []
+        for task in request.tasks:
             room = request.budget_for(task.task_type) - len(task.prompt)
             if self.max_new_tokens is not None:
                 room = min(room, self.max_new_tokens)
-            gen = torch.Generator().manual_seed((request.seed * 7919 + t_idx) % 2**63)
-            rows = self._sample(task.prompt, request.samples_per_task, room, request.temperature, gen)
-            for k, (tokens, lps, stopped) in enumerate(rows):
-                out.append(
-                    Trajectory(
-                        id=f"{task.id}@{request.step}#{k}",
-                        task_id=task.id,
-                        task_type=task.task_type,
-                        group_id=f"{task.id}@{request.step}",
-                        token_ids=task.prompt + tokens,
-                        loss_mask=[0] * len(task.prompt) + [1] * len(tokens),
-                        logprobs=[None] * len(task.prompt) + lps,
-                        prompt_len=len(task.prompt),
-                        status=TrajectoryStatus.ok if stopped else TrajectoryStatus.truncated,
-                        policy_versions=[request.policy_version],
-                        sampling={
-                            "temperature": request.temperature,
-                            "max_tokens": room,
-                            "seed": request.seed,
-                        },
-                        metadata={"task": task.data},
-                    )
+            for k in range(request.samples_per_task):
+                prompts.append(task.prompt)
+                rooms.append(room)
+                keys.append((task, k))
+        gen = torch.Generator().manual_seed(request.seed % 2**63)
+        rows = self._sample(prompts, rooms, request.temperature, gen)
+        out: list[Trajectory] = []
+        for (task, k), room, (tokens, lps, stopped) in zip(keys, rooms, rows, strict=True):
+            out.append(
+                Trajectory(
+                    id=f"{task.id}@{request.step}#{k}",
+                    task_id=task.id,
+                    task_type=task.task_type,
+                    group_id=f"{task.id}@{request.step}",
+                    token_ids=task.prompt + tokens,
+                    loss_mask=[0] * len(task.prompt) + [1] * len(tokens),
+                    logprobs=[None] * len(task.prompt) + lps,
+                    prompt_len=len(task.prompt),
+                    status=TrajectoryStatus.ok if stopped else TrajectoryStatus.truncated,
+                    policy_versions=[request.policy_version],
+                    sampling={"temperature": request.temperature, "max_tokens": room, "seed": request.seed},
+                    metadata={"task": task.data},
                 )
+            )
         return out
 
     def _sample(
-        self, prompt: list[int], k: int, room: int, temperature: float, gen: torch.Generator
+        self, prompts: list[list[int]], rooms: list[int], temperature: float, gen: torch.Generator
     ) -> list[tuple[list[int], list[float], bool]]:
-        ids_KP = torch.tensor([prompt] * k)
-        result = self.policy(input_ids=ids_KP, use_cache=True)
-        cache = result.past_key_values
-        logits_KV = result.logits[:, -1].float()
-        tokens: list[list[int]] = [[] for _ in range(k)]
-        lps: list[list[float]] = [[] for _ in range(k)]
-        done = [False] * k
-        for _ in range(room):
-            logp_KV = torch.log_softmax(logits_KV / temperature, -1)
-            next_K = torch.multinomial(logp_KV.exp(), 1, generator=gen).squeeze(-1)
-            for i in range(k):
-                if not done[i]:
-                    tok = int(next_K[i])
-                    tokens[i].append(tok)
-                    lps[i].append(float(logp_KV[i, tok]))
-                    done[i] = tok in self.stop_ids
+        """All rows in one left-padded batch with explicit positions, so padding never shifts a row's positions."""
+        n, width = len(prompts), max(len(p) for p in prompts)
+        ids_NP = torch.zeros((n, width), dtype=torch.long)
+        attn_NP = torch.zeros((n, width), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            ids_NP[i, width - len(p) :] = torch.tensor(p)
+            attn_NP[i, width - len(p) :] = 1
+        pos_NP = (attn_NP.cumsum(-1) - 1).clamp(min=0)
+        result = self.policy(input_ids=ids_NP, attention_mask=attn_NP, position_ids=pos_NP, use_cache=True)
+        cache, attn, pos_N = result.past_key_values, attn_NP, pos_NP[:, -1]
+        logits_NV = result.logits[:, -1].float()
+        tokens: list[list[int]] = [[] for _ in range(n)]
+        lps: list[list[float]] = [[] for _ in range(n)]
+        done = [room <= 0 for room in rooms]
+        stopped = [False] * n
+        for _ in range(max(rooms)):
+            logp_NV = torch.log_softmax(logits_NV / temperature, -1)
+            next_N = torch.multinomial(logp_NV.exp(), 1, generator=gen).squeeze(-1)
+            for i in range(n):
+                if done[i]:
+                    continue
+                tok = int(next_N[i])
+                tokens[i].append(tok)
+                lps[i].append(float(logp_NV[i, tok]))
+                stopped[i] = tok in self.stop_ids
+                done[i] = stopped[i] or len(tokens[i]) >= rooms[i]
             if all(done):
                 break
-            result = self.policy(input_ids=next_K[:, None], past_key_values=cache, use_cache=True)
+            attn = torch.cat([attn, torch.ones((n, 1), dtype=attn.dtype)], dim=1)
+            pos_N = pos_N + 1
+            result = self.policy(
+                input_ids=next_N[:, None], attention_mask=attn, position_ids=pos_N[:, None],
+                past_key_values=cache, use_cache=True,
+            )  # fmt: skip
             cache = result.past_key_values
-            logits_KV = result.logits[:, -1].float()
-        return [(tokens[i], lps[i], done[i]) for i in range(k)]
+            logits_NV = result.logits[:, -1].float()
+        return [(tokens[i], lps[i], stopped[i]) for i in range(n)]
 
     def prompt_lengths(self, tasks: Sequence[Any]) -> dict[str, int]:
         lens: dict[str, int] = {}
