@@ -16,14 +16,18 @@ import typer
 from agentrl.cli.output import emit_json
 from agentrl.errors import AgentRLError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="agentrl: agentic post-training by RL (K2 recipe).")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="agentrl: agentic post-training by RL (K2 recipe)."
+)
 model_app = typer.Typer(no_args_is_help=True, help="Model presets, info and checkpoints.")
 serve_app = typer.Typer(no_args_is_help=True, help="Serve environments, the rollout API or a policy.")
 app.add_typer(model_app, name="model")
 app.add_typer(serve_app, name="serve")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")]
-ConfigOpt = Annotated[list[str] | None, typer.Option("--config", "-c", help="YAML config file(s), merged in order.")]
+ConfigOpt = Annotated[
+    list[str] | None, typer.Option("--config", "-c", help="YAML config file(s), merged in order.")
+]
 OverrideArg = Annotated[list[str] | None, typer.Argument(help="Dotted overrides, e.g. rl.steps=10")]
 
 
@@ -89,7 +93,9 @@ def serve_env(
 def serve_rollout_api(
     host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8200,
-    db: Annotated[str, typer.Option(help="Store URL: a SQLite path or a postgresql:// URL.")] = "runs/rollout.db",
+    db: Annotated[
+        str, typer.Option(help="Store URL: a SQLite path or a postgresql:// URL.")
+    ] = "runs/rollout.db",
 ) -> None:
     """Serve the REST API that rollout workers lease jobs from and submit trajectories to."""
     import uvicorn
@@ -103,7 +109,9 @@ def serve_rollout_api(
 
 @app.command("bench")
 def bench(
-    name: Annotated[str, typer.Argument(help="Benchmark: optim, qkclip, envs, rollout, rl, sync, reliability, all.")],
+    name: Annotated[
+        str, typer.Argument(help="Benchmark: optim, qkclip, envs, rollout, rl, sync, reliability, all.")
+    ],
     quick: Annotated[bool, typer.Option(help="Smaller sizes, for smoke tests.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -126,16 +134,36 @@ def _not_built(stage: str, issue: str) -> None:
     _fail(f"`agentrl {stage}` is not built yet ({issue}); see README 'Status'")
 
 
+def _stage(config_cls_path: str, run_path: str, config, overrides, json_out: bool, **run_kwargs) -> None:
+    """Load a stage config (YAML files + dotted overrides), write it next to the outputs, run, print."""
+    from agentrl.config import load_config
+
+    module, cls_name = config_cls_path.rsplit(":", 1)
+    config_cls = getattr(importlib.import_module(module), cls_name)
+    run_module, fn_name = run_path.rsplit(":", 1)
+    run_fn = getattr(importlib.import_module(run_module), fn_name)
+    cfg = _run(load_config, config_cls, config or [], overrides or [])
+    result = _run(run_fn, cfg, **run_kwargs)
+    if json_out:
+        emit_json(result)
+    else:
+        for k, v in result.items():
+            if not isinstance(v, (dict, list)):
+                typer.echo(f"{k}: {v}")
+
+
 @app.command("synth")
 def synth(config: ConfigOpt = None, overrides: OverrideArg = None, json_out: JsonOpt = False) -> None:
     """Generate synthetic tool-use data: tools -> agents and tasks -> trajectories -> judge filter."""
-    _not_built("synth", "issue 5")
+    _stage(
+        "agentrl.synth.config:SynthConfig", "agentrl.synth.pipeline:run_synth", config, overrides, json_out
+    )
 
 
 @app.command("sft")
 def sft(config: ConfigOpt = None, overrides: OverrideArg = None, json_out: JsonOpt = False) -> None:
-    """Supervised fine-tuning on synthetic trajectories (TRL SFTTrainer, K2 chat template)."""
-    _not_built("sft", "issue 5")
+    """Supervised fine-tuning on synthetic trajectories (TRL SFTTrainer, K2 chat template, MuonClip)."""
+    _stage("agentrl.train.sft:SFTStageConfig", "agentrl.train.sft:run_sft", config, overrides, json_out)
 
 
 @app.command("rl")

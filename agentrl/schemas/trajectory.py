@@ -32,7 +32,9 @@ class Trajectory(BaseModel):
     loss_mask: list[int] = Field(default_factory=list)
     logprobs: list[float | None] = Field(default_factory=list)
     prompt_len: int = Field(default=0, ge=0, description="Tokens before the first generated token.")
-    messages: list[dict[str, Any]] = Field(default_factory=list, description="OpenAI-format view, for display.")
+    messages: list[dict[str, Any]] = Field(
+        default_factory=list, description="OpenAI-format view, for display."
+    )
     num_turns: int = Field(default=0, ge=0)
     num_tool_calls: int = Field(default=0, ge=0)
     num_invalid_tool_calls: int = Field(default=0, ge=0)

@@ -143,11 +143,10 @@ def run_sft(cfg: SFTStageConfig, progress: bool = True) -> dict[str, Any]:
     import time
 
     from datasets import Dataset
+    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
     from model.checkpoint import load_checkpoint, save_checkpoint
-
-    from transformers.trainer_utils import get_last_checkpoint
 
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)

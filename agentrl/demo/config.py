@@ -1,0 +1,44 @@
+"""`DemoConfig`: one typed tree for the main job; each stage keeps its own config section."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentrl.synth.config import SynthConfig
+from agentrl.train.sft import SFTStageConfig
+
+
+class TokenizerStageConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    vocab_size: int = Field(2048, ge=300)
+    """Byte-level BPE vocabulary, trained on the synthetic train split (rendered in the K2 chat format)."""
+    max_texts: int = Field(3000, ge=10)
+    """Train the tokenizer on at most this many records."""
+
+
+class DemoConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    run_dir: str = "runs/demo"
+    """Everything the demo writes goes here: config, data, checkpoints, metrics, report."""
+    seed: int = 0
+    preset: str = "k2-tiny"
+    synth: SynthConfig = SynthConfig(target=5000)
+    tokenizer: TokenizerStageConfig = TokenizerStageConfig()
+    sft: SFTStageConfig = SFTStageConfig(epochs=2.0, batch_size=16, lr=3e-3)
+    eval_tasks: int = Field(100, ge=1)
+    """Held-out tasks per evaluation (base, after SFT, after RL)."""
+
+
+def quick_overrides() -> list[str]:
+    """`--quick`: every stage, minutes not tens of minutes (make test runs it)."""
+    return [
+        "synth.target=300",
+        "synth.tasks.heldout=40",
+        "synth.tasks.rl=80",
+        "tokenizer.max_texts=300",
+        "sft.max_steps=30",
+        "sft.batch_size=8",
+        "eval_tasks=16",
+    ]

@@ -1,0 +1,124 @@
+"""The main job: synth -> tokenizer -> random-init k2-tiny -> SFT -> (eval, RL, eval) -> report.
+
+Each stage is a small function over a shared `DemoContext`; the list of stages is the pipeline. A rich progress
+display shows the current stage and an ETA from the stages' expected durations.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentrl.config import load_config, write_run_metadata
+from agentrl.demo.config import DemoConfig, quick_overrides
+
+
+@dataclass
+class DemoContext:
+    cfg: DemoConfig
+    run_dir: Path
+    results: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable[[DemoContext], None]
+    expected_s: float  # for the ETA display only
+
+
+def stage_synth(ctx: DemoContext) -> None:
+    from agentrl.synth.pipeline import run_synth
+
+    cfg = ctx.cfg.synth.model_copy(update={"out_dir": str(ctx.run_dir / "synth"), "seed": ctx.cfg.seed})
+    stats = run_synth(cfg, echo=None)
+    ctx.results["synth"] = {k: v for k, v in stats.items() if not isinstance(v, (dict, list))}
+
+
+def stage_init(ctx: DemoContext) -> None:
+    from model.chat_format import render_messages
+    from model.checkpoint import build_model, save_checkpoint
+    from model.tokenizer import train_tokenizer
+
+    path = ctx.run_dir / "synth" / "trajectories.jsonl"
+    texts = []
+    with path.open() as fh:
+        for line in fh:
+            rec = json.loads(line)
+            texts.append(render_messages(rec["messages"], tools=rec.get("tools")))
+            if len(texts) >= ctx.cfg.tokenizer.max_texts:
+                break
+    tokenizer = train_tokenizer(texts, vocab_size=ctx.cfg.tokenizer.vocab_size)
+    model = build_model(ctx.cfg.preset, tokenizer, seed=ctx.cfg.seed)
+    out = save_checkpoint(model, tokenizer, ctx.run_dir / "init")
+    params = sum(p.numel() for p in model.parameters())
+    ctx.results["init"] = {"checkpoint": str(out), "vocab": len(tokenizer), "params": params}
+
+
+def stage_sft(ctx: DemoContext) -> None:
+    from agentrl.train.sft import run_sft
+
+    cfg = ctx.cfg.sft.model_copy(
+        update={
+            "data": str(ctx.run_dir / "synth" / "trajectories.jsonl"),
+            "init": str(ctx.run_dir / "init"),
+            "out_dir": str(ctx.run_dir / "sft"),
+            "seed": ctx.cfg.seed,
+        }
+    )
+    ctx.results["sft"] = run_sft(cfg, progress=False)
+
+
+STAGES: list[Stage] = [
+    Stage("synth", stage_synth, 60),
+    Stage("tokenizer+init", stage_init, 30),
+    Stage("sft", stage_sft, 400),
+]
+
+
+def _summary(ctx: DemoContext, wall_s: float) -> dict[str, Any]:
+    sft = ctx.results.get("sft", {})
+    return {
+        "stages": list(ctx.timings),
+        "synth_accepted": ctx.results.get("synth", {}).get("accepted"),
+        "sft_train_loss": sft.get("train_loss"),
+        "success_base": ctx.results.get("eval_base", {}).get("success"),
+        "success_sft": ctx.results.get("eval_sft", {}).get("success"),
+        "success_rl": ctx.results.get("eval_rl", {}).get("success"),
+        "wall_s": round(wall_s, 1),
+        "run_dir": str(ctx.run_dir),
+    }
+
+
+def run_demo(config_files: list[str], overrides: list[str], quick: bool = False) -> dict[str, Any]:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    cfg = load_config(DemoConfig, config_files, (quick_overrides() if quick else []) + list(overrides))
+    run_dir = Path(cfg.run_dir + ("-quick" if quick else ""))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_run_metadata(run_dir, cfg)
+    ctx = DemoContext(cfg=cfg, run_dir=run_dir)
+    start = time.time()
+    total = sum(s.expected_s for s in STAGES)
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, transient=False) as progress:
+        task = progress.add_task("demo", total=total)
+        for stage in STAGES:
+            progress.update(task, description=f"demo: {stage.name}")
+            t0 = time.time()
+            stage.run(ctx)
+            ctx.timings[stage.name] = round(time.time() - t0, 1)
+            progress.advance(task, stage.expected_s)
+    summary = _summary(ctx, time.time() - start)
+    (run_dir / "summary.json").write_text(json.dumps({"summary": summary, "results": ctx.results}, indent=2))
+    return summary

@@ -1,0 +1,97 @@
+"""SFT stage: assistant-only masking token by token, clear errors on broken data, and exact resume."""
+
+import json
+
+import pytest
+import torch
+
+from agentrl.errors import AgentRLError
+from agentrl.train.sft import SFTStageConfig, read_jsonl, run_sft, tokenize_records
+from model.chat_format import GENERATION_PROMPT, render_assistant_body, render_messages
+
+
+def _strip_bodies(record, full):
+    for m in record["messages"]:
+        if m["role"] == "assistant":
+            full = full.replace(GENERATION_PROMPT + render_assistant_body(m), GENERATION_PROMPT, 1)
+    return full
+
+
+@pytest.fixture(scope="module")
+def synth_data(tmp_path_factory):
+    from agentrl.synth.pipeline import run_synth
+
+    out = tmp_path_factory.mktemp("synth")
+    run_synth({"out_dir": str(out), "target": 48, "tasks": {"heldout": 4, "rl": 4}}, echo=None)
+    return out / "trajectories.jsonl"
+
+
+def test_assistant_only_mask_token_by_token(synth_data, tiny_checkpoint):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    records = read_jsonl(synth_data)[:8]
+    columns, stats = tokenize_records(records, tok, max_length=4096)
+    assert stats["dropped_too_long"] == 0
+    for record, ids, mask in zip(records, columns["input_ids"], columns["assistant_masks"], strict=True):
+        assert len(ids) == len(mask)
+        trained = tok.decode([t for t, m in zip(ids, mask, strict=True) if m])
+        expected = "".join(render_assistant_body(m) for m in record["messages"] if m["role"] == "assistant")
+        assert trained == expected
+        # everything else (tool declarations, system, user and tool-result turns, turn headers) is masked
+        untrained = tok.decode([t for t, m in zip(ids, mask, strict=True) if not m])
+        full = render_messages(record["messages"], tools=record.get("tools"))
+        assert untrained == _strip_bodies(record, full)
+
+
+def test_broken_jsonl_line_is_named(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"messages": []}\n{"messages": [\n')
+    with pytest.raises(AgentRLError, match=r"bad\.jsonl:2: broken JSONL line"):
+        read_jsonl(path)
+    path.write_text('{"nope": 1}\n')
+    with pytest.raises(AgentRLError, match=r"bad\.jsonl:1: record must be an object with a 'messages' list"):
+        read_jsonl(path)
+
+
+def test_over_long_records_are_dropped_and_counted(synth_data, tiny_checkpoint):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    records = read_jsonl(synth_data)[:6]
+    with pytest.raises(AgentRLError, match="no usable SFT records"):
+        tokenize_records(records, tok, max_length=16)
+
+
+@pytest.mark.slow
+def test_sft_trains_and_resume_matches_uninterrupted(synth_data, tiny_checkpoint, tmp_path):
+    from safetensors.torch import load_file
+
+    def cfg(out, steps, resume=False):
+        return SFTStageConfig(
+            data=str(synth_data),
+            init=tiny_checkpoint,
+            out_dir=str(out),
+            max_steps=steps,
+            batch_size=4,
+            lr=3e-3,
+            save_steps=2,
+            logging_steps=1,
+            resume=resume,
+            warmup_ratio=0.0,
+            lr_scheduler="constant",
+        )
+
+    full = run_sft(cfg(tmp_path / "full", 4), progress=False)
+    assert full["steps"] == 4 and full["train_loss"] > 0
+    run_sft(cfg(tmp_path / "cut", 2), progress=False)
+    resumed = run_sft(cfg(tmp_path / "cut", 4, resume=True), progress=False)
+    assert resumed["resumed"] and resumed["steps"] == 4
+    a = load_file(f"{full['checkpoint']}/model.safetensors")
+    b = load_file(f"{resumed['checkpoint']}/model.safetensors")
+    assert a.keys() == b.keys()
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst == 0.0, f"resumed weights differ from the uninterrupted run by {worst}"
+    logged = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in logged if "loss" in r]
+    assert len(losses) == 4 and all(torch.isfinite(torch.tensor(losses)))
