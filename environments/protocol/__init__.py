@@ -40,13 +40,15 @@ Serving (`app.py`, `settings.py`):
     Each environment package exposes `environments/NAME/server.py: create_app() -> FastAPI`
     (used by `agentrl serve env NAME`).
 
-Client (`client.py`): EnvClient / AsyncEnvClient(base_url, token, timeout, retries)
+Client (`client.py`): EnvClient / AsyncEnvClient(base_url, token, timeout, retries)  (async: aiohttp if
+    installed, else httpx; transport failures raise TransportFailure, HTTP errors EnvClientError)
     reset(task: str | dict | None, seed) -> Observation; step(session_id, action) -> StepResult;
     state(session_id); close_session(session_id); tools(); metadata(); health(); close().
 
 This package never imports torch (tests/environments/test_no_torch.py checks it).
 """
 
+from environments.protocol.aio_backend import TransportFailure
 from environments.protocol.app import create_env_app
 from environments.protocol.client import AsyncEnvClient, EnvClient, EnvClientError
 from environments.protocol.environment import EnvError, Environment, ToolEnvironment, UnknownTaskError
@@ -82,6 +84,7 @@ __all__ = [
     "ToolError",
     "ToolRegistry",
     "ToolSpec",
+    "TransportFailure",
     "UnknownTaskError",
     "create_env_app",
     "schema_from_function",

@@ -8,11 +8,14 @@ never made (connect errors) or the server said 429/503 before doing anything.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import json
 import time
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
+from environments.protocol.aio_backend import AiohttpBackend, TransportFailure
 from environments.protocol.schemas import Action, Observation, SessionState, StepResult
 
 _RETRY_STATUS = {429, 503}
@@ -56,6 +59,19 @@ def _raise_for(resp: httpx.Response) -> None:
     except ValueError:
         message = resp.text
     raise EnvClientError(resp.status_code, message)
+
+
+def _decode(status: int, text: str) -> Any:
+    try:
+        data = json.loads(text) if text else None
+    except ValueError:
+        data = None
+    if status >= 400:
+        message = data.get("error") if isinstance(data, dict) and data.get("error") else text
+        raise EnvClientError(status, message)
+    if data is None:
+        raise EnvClientError(status, f"response is not JSON: {text[:200]!r}")
+    return data
 
 
 def _should_retry(method: str, exc: Exception | None, resp: httpx.Response | None) -> bool:
@@ -156,7 +172,8 @@ class EnvClient(_Base):
 
 
 class AsyncEnvClient(_Base):
-    """The same API for asyncio rollout loops."""
+    """The same API for asyncio rollout loops. Transport: aiohttp when installed (much faster at high
+    concurrency, see aio_backend.py), else httpx; `backend="httpx"` or a custom `transport` forces httpx."""
 
     def __init__(
         self,
@@ -167,33 +184,50 @@ class AsyncEnvClient(_Base):
         backoff_s: float = 0.2,
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 256,
+        backend: Literal["auto", "aiohttp", "httpx"] = "auto",
     ) -> None:
         super().__init__(base_url, token, timeout, retries, backoff_s)
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        if backend == "auto":
+            backend = "aiohttp" if transport is None and importlib.util.find_spec("aiohttp") else "httpx"
+        self.backend = backend
+        self._aio = (
+            AiohttpBackend(self.base_url, self.headers, timeout, max_connections)
+            if backend == "aiohttp"
+            else None
+        )
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers=self.headers,
             timeout=self.timeout,
             transport=transport,
-            limits=limits,
+            limits=_limits(max_connections),
         )
+
+    async def _send(self, method: str, path: str, **kw: Any) -> tuple[int, str]:
+        if self._aio is not None:
+            return await self._aio.request(method, path, json=kw.get("json"), params=kw.get("params"))
+        try:
+            resp = await self._http.request(method, path, **kw)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise TransportFailure(f"cannot connect to {self.base_url}: {exc}", sent=False) from exc
+        except httpx.TransportError as exc:
+            raise TransportFailure(f"{method} {path} failed: {type(exc).__name__}: {exc}", sent=True) from exc
+        return resp.status_code, resp.text
 
     async def _request(self, method: str, path: str, **kw: Any) -> Any:
         for attempt in range(self.retries + 1):
-            exc: Exception | None = None
-            resp: httpx.Response | None = None
             try:
-                resp = await self._http.request(method, path, **kw)
-            except httpx.TransportError as e:
-                exc = e
-            if attempt < self.retries and _should_retry(method, exc, resp):
+                status, text = await self._send(method, path, **kw)
+            except TransportFailure as exc:
+                # Retry only if the server cannot have acted on it, or the call is idempotent.
+                if attempt < self.retries and (not exc.sent or method in ("GET", "DELETE")):
+                    await asyncio.sleep(self.backoff_s * 2**attempt)
+                    continue
+                raise
+            if status in _RETRY_STATUS and attempt < self.retries:
                 await asyncio.sleep(self.backoff_s * 2**attempt)
                 continue
-            if exc is not None:
-                raise exc
-            assert resp is not None
-            _raise_for(resp)
-            return resp.json()
+            return _decode(status, text)
         raise AssertionError("unreachable")
 
     async def reset(self, task: str | dict[str, Any] | None = None, seed: int | None = None) -> Observation:
@@ -222,6 +256,8 @@ class AsyncEnvClient(_Base):
         return await self._request("GET", "/health")
 
     async def close(self) -> None:
+        if self._aio is not None:
+            await self._aio.close()
         await self._http.aclose()
 
     async def __aenter__(self) -> AsyncEnvClient:

@@ -7,6 +7,8 @@ failures become a *tool error message* for the model (never an HTTP error), as t
 
 from __future__ import annotations
 
+import copy
+import functools
 import inspect
 import json
 import logging
@@ -44,11 +46,10 @@ class ToolSpec:
             raise ValueError(f"tool name {self.name!r} must be non-empty and use letters, digits, _ - . only")
         if self.parameters.get("type", "object") != "object":
             raise ValueError(f"tool {self.name!r}: parameters must be a JSON Schema of type 'object'")
-        try:
-            Draft202012Validator.check_schema(self.parameters)
-        except jsonschema.SchemaError as exc:
-            raise ValueError(f"tool {self.name!r}: invalid JSON Schema: {exc.message}") from exc
-        self._validator = Draft202012Validator(self.parameters)
+        problem = _check_schema(json.dumps(self.parameters, sort_keys=True, default=str))
+        if problem:
+            raise ValueError(f"tool {self.name!r}: invalid JSON Schema: {problem}")
+        self._validator = _validator(json.dumps(self.parameters, sort_keys=True, default=str))
 
     def openai(self) -> dict[str, Any]:
         return {
@@ -68,17 +69,49 @@ class ToolSpec:
 
     def validate(self, args: Any) -> str | None:
         """Return a clear message naming the first schema violation, or None if `args` is valid."""
-        errors = sorted(self._validator.iter_errors(args), key=lambda e: list(e.path))
-        if not errors:
+        if self._validator.is_valid(args):  # the fast path; errors are only collected for bad calls
             return None
+        errors = sorted(self._validator.iter_errors(args), key=lambda e: list(e.path))
         err = errors[0]
         where = "/".join(str(p) for p in err.path) or "(root)"
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         return f"invalid arguments for tool {self.name!r} at {where}: {err.message}{more}"
 
 
+# Sessions re-create their tools on every reset; checking a schema against the meta-schema costs ~10 ms,
+# so checks and compiled validators are cached by the schema's canonical JSON.
+@functools.lru_cache(maxsize=4096)
+def _check_schema(schema_json: str) -> str | None:
+    try:
+        Draft202012Validator.check_schema(json.loads(schema_json))
+    except jsonschema.SchemaError as exc:
+        return exc.message
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _validator(schema_json: str) -> Draft202012Validator:
+    return Draft202012Validator(json.loads(schema_json))
+
+
 def schema_from_function(fn: Callable[..., Any]) -> dict[str, Any]:
     """Build a JSON Schema for `fn`'s keyword parameters from its type annotations (via pydantic)."""
+    return copy.deepcopy(_schema_for_code(fn))
+
+
+def _schema_for_code(fn: Callable[..., Any]) -> dict[str, Any]:
+    # Closures re-created per session share their code object: build each schema once.
+    key = (getattr(fn, "__code__", fn), repr(getattr(fn, "__defaults__", None)))
+    cached = _SCHEMAS.get(key)
+    if cached is None:
+        cached = _SCHEMAS[key] = _build_schema(fn)
+    return cached
+
+
+_SCHEMAS: dict[Any, dict[str, Any]] = {}
+
+
+def _build_schema(fn: Callable[..., Any]) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for name, p in inspect.signature(fn).parameters.items():
         if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):

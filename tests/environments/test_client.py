@@ -7,7 +7,14 @@ import asyncio
 import httpx
 import pytest
 
-from environments.protocol import Action, AsyncEnvClient, EnvClient, EnvClientError, ToolCall
+from environments.protocol import (
+    Action,
+    AsyncEnvClient,
+    EnvClient,
+    EnvClientError,
+    ToolCall,
+    TransportFailure,
+)
 from tests.environments.conftest import free_port
 
 
@@ -39,7 +46,8 @@ def test_sync_client_episode(kv_url):
             env.step("x", {})
 
 
-def test_async_client_concurrent_sessions(kv_url):
+@pytest.mark.parametrize("backend", ["aiohttp", "httpx"])
+def test_async_client_concurrent_sessions(kv_url, backend):
     async def one(env: AsyncEnvClient, i: int) -> float:
         obs = await env.reset({"pairs": {"k": str(i)}, "ask": "k"})
         call = ToolCall(id="1", name="set_value", arguments=f'{{"key": "k", "value": "{i}"}}')
@@ -49,7 +57,11 @@ def test_async_client_concurrent_sessions(kv_url):
         return r.reward
 
     async def main():
-        async with AsyncEnvClient(kv_url, timeout=10) as env:
+        async with AsyncEnvClient(kv_url, timeout=10, backend=backend) as env:
+            assert env.backend == backend
+            with pytest.raises(EnvClientError, match="unknown task") as e:
+                await env.reset("nope")
+            assert e.value.status_code == 404
             return await asyncio.gather(*(one(env, i) for i in range(20)))
 
     assert asyncio.run(main()) == [1.0] * 20
@@ -76,3 +88,19 @@ def test_client_retries_429_then_succeeds():
     env2 = EnvClient("http://test", retries=1, backoff_s=0.001, transport=httpx.MockTransport(handler))
     with pytest.raises(EnvClientError, match="too many sessions"):
         env2.reset()
+
+
+@pytest.mark.parametrize("backend", ["aiohttp", "httpx"])
+def test_async_client_connect_failure_is_retried_then_raised(backend):
+    async def main():
+        env = AsyncEnvClient(
+            f"http://127.0.0.1:{free_port()}", timeout=1, retries=2, backoff_s=0.01, backend=backend
+        )
+        try:
+            with pytest.raises(TransportFailure, match="cannot connect") as e:
+                await env.reset()
+            assert e.value.sent is False
+        finally:
+            await env.close()
+
+    asyncio.run(main())

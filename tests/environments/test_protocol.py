@@ -210,6 +210,12 @@ def test_metadata_tools_and_versioned_openapi():
         spec = c.get("/openapi.json").json()
         assert spec["info"]["version"].startswith("1.0+kv")
         assert "/sessions/{session_id}/step" in spec["paths"]
+        body = spec["paths"]["/sessions/{session_id}/step"]["post"]["requestBody"]["content"][
+            "application/json"
+        ]
+        assert body["schema"]["$ref"] == "#/components/schemas/Action"
+        assert "tool_calls" in spec["components"]["schemas"]["Action"]["properties"]
+        assert "ToolCall" in spec["components"]["schemas"]
 
 
 def test_concurrent_steps_on_one_session_are_serialised():
