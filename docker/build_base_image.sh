@@ -13,8 +13,13 @@ if docker image inspect "$IMAGE" >/dev/null 2>&1 && [ "${FORCE:-0}" != 1 ]; then
   echo "base image $IMAGE exists (FORCE=1 to rebuild)"
   exit 0
 fi
-PIP=${PIP:-.venv/bin/pip}
-[ -x "$PIP" ] || PIP="python3 -m pip"
+# Host pip (it has this machine's CA bundle and package mirrors). CI runs this before the venv exists, so
+# fall back to the system pip, and last to the image's own pip (chroot, host DNS + CA bundle).
+if [ -n "${PIP:-}" ]; then :
+elif [ -x .venv/bin/pip ]; then PIP=.venv/bin/pip
+elif python3 -m pip --version >/dev/null 2>&1; then PIP="python3 -m pip"
+else PIP=chroot
+fi
 MIRROR=${DEBIAN_MIRROR:-$(sed -n 's/^URIs:[[:space:]]*//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 ROOT=$(mktemp -d /tmp/agentrl-rootfs.XXXXXX)
@@ -26,10 +31,18 @@ cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/ca-certificates.crt"
 chroot "$ROOT" python3 -m venv /opt/venv
 # Wheels for everything the torch-free images install (the env servers, tool_world, the rollout API).
 mkdir -p "$ROOT/wheels"
-$PIP download -q --only-binary=:all: -d "$ROOT/wheels" \
-  "pydantic>=2.7,<3" "pyyaml>=6" "httpx>=0.27" "fastapi>=0.133,<0.137" "uvicorn>=0.30" "jsonschema>=4.20" \
-  "typer>=0.12" "rich>=13" "mcp>=1.20" "websockets>=12" "sqlalchemy>=2.0,<3" "psycopg[binary]>=3.2,<4" \
-  "pip" "setuptools" "wheel" 2>/tmp/agentrl-pip-download.log || { tail -20 /tmp/agentrl-pip-download.log; exit 1; }
+REQS=("pydantic>=2.7,<3" "pyyaml>=6" "httpx>=0.27" "fastapi>=0.133,<0.137" "uvicorn>=0.30" "jsonschema>=4.20"
+  "typer>=0.12" "rich>=13" "mcp>=1.20" "websockets>=12" "sqlalchemy>=2.0,<3" "psycopg[binary]>=3.2,<4"
+  "pip" "setuptools" "wheel")
+if [ "$PIP" = chroot ]; then
+  cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+  chroot "$ROOT" env PIP_CERT=/etc/ssl/certs/ca-certificates.crt /opt/venv/bin/pip download -q \
+    --only-binary=:all: -d /wheels "${REQS[@]}" 2>/tmp/agentrl-pip-download.log \
+    || { tail -20 /tmp/agentrl-pip-download.log; exit 1; }
+else
+  $PIP download -q --only-binary=:all: -d "$ROOT/wheels" "${REQS[@]}" 2>/tmp/agentrl-pip-download.log \
+    || { tail -20 /tmp/agentrl-pip-download.log; exit 1; }
+fi
 rm -rf "$ROOT"/var/cache/apt/archives/*.deb "$ROOT"/var/lib/apt/lists/* "$ROOT"/usr/share/doc "$ROOT"/usr/share/man
 tar -C "$ROOT" -c . | docker import \
   --change 'ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
