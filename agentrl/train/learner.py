@@ -25,7 +25,7 @@ from agentrl.train.logprobs import TokenBatch, collate, gap_metrics, token_logpr
 from agentrl.train.losses import Objective, RLBatch
 from agentrl.train.ptx import PTXSampler, ptx_loss
 from agentrl.train.rl_config import RLConfig
-from agentrl.train.routing import RouterCapture, RoutingReplay, routing_mismatch
+from agentrl.train.routing import RouterCapture, RoutingReplay, rollout_routing, routing_mismatch
 from agentrl.train.schedules import Schedule
 
 
@@ -97,7 +97,19 @@ class PolicyLearner:
         with self.routers:
             train_old_BT = self._score(self.model, batch, micro_rows)
         score_ids = self.routers.layers() if self.routers.routers else []
+        rollout_ids = None
         if score_ids:
+            layer_ids = [self._layer_index(r) for r in self.routers.routers]
+            rollout_ids = rollout_routing(trajs, batch.input_ids_BT.shape[1], layer_ids)
+            if rollout_ids is not None:
+                ids, known_N = rollout_ids
+                metrics["routing/mismatch_rollout_vs_train"] = routing_mismatch(
+                    ids, score_ids, known_N & batch.attention_mask_BT.reshape(-1).bool()
+                )
+            elif cfg.routing.replay == "rollout":
+                raise ValueError(
+                    "routing.replay=rollout but the trajectories carry no metadata['routed_experts']"
+                )
             num_experts = [int(r.e_score_correction_bias.numel()) for r in self.routers.routers]
             metrics.update(expert_load(score_ids, batch.attention_mask_BT.reshape(-1), num_experts))
         metrics.update(gap_metrics(train_old_BT, batch))
@@ -125,7 +137,7 @@ class PolicyLearner:
                 self.optimizer.zero_grad(set_to_none=True)
                 for rows in self._micro(groups_R, mini):
                     weight = self._weight(batch, rows, mini)
-                    with self._replay(score_ids, batch, rows), self.routers:
+                    with self._replay(self._replay_ids(score_ids, rollout_ids), batch, rows), self.routers:
                         lp_BT = token_logprobs(
                             self.model,
                             batch.input_ids_BT[rows],
@@ -186,11 +198,23 @@ class PolicyLearner:
             return float(batch.loss_mask_BT[rows].sum()) / max(float(batch.loss_mask_BT[mini].sum()), 1.0)
         return (rows.stop - rows.start) / (mini.stop - mini.start)
 
-    def _replay(self, score_ids: list[torch.Tensor], batch: TokenBatch, rows: slice):
-        if not (self.config.routing.replay and score_ids):
+    def _replay_ids(self, score_ids: list[torch.Tensor], rollout_ids) -> list[torch.Tensor]:
+        if self.config.routing.replay != "rollout" or rollout_ids is None:
+            return score_ids
+        ids, known_N = rollout_ids
+        return [torch.where(known_N[:, None], r, s) for r, s in zip(ids, score_ids, strict=True)]
+
+    def _layer_index(self, router: torch.nn.Module) -> int:
+        for name, module in self.model.named_modules():
+            if module is router:
+                return int(name.split("layers.")[1].split(".")[0])
+        raise ValueError("router not found in the model")
+
+    def _replay(self, replay_ids: list[torch.Tensor], batch: TokenBatch, rows: slice):
+        if self.config.routing.replay == "off" or not replay_ids:
             return _NullContext()
         width = batch.input_ids_BT.shape[1]
-        sliced = [ids.view(-1, width, ids.shape[-1])[rows].reshape(-1, ids.shape[-1]) for ids in score_ids]
+        sliced = [ids.view(-1, width, ids.shape[-1])[rows].reshape(-1, ids.shape[-1]) for ids in replay_ids]
         return RoutingReplay(self.model, sliced)
 
     def _clip(self) -> float:

@@ -44,8 +44,9 @@ class RoutingConfig(_Strict):
     """Log `routing/mismatch_score_vs_train` (π_old scoring pass vs training forward; see train/routing.py)."""
     after_update: bool = False
     """Also log `routing/mismatch_after_update` (one extra no-grad forward per step)."""
-    replay: bool = False
-    """Replay the π_old scoring pass's expert choices in the training forward (routing replay, trainer-side)."""
+    replay: Literal["off", "score", "rollout"] = "off"
+    """Routing replay in the training forward: `score` reuses the π_old scoring pass's expert choices, `rollout` the
+    engine's (trajectories must carry `metadata["routed_experts"]`; unreported positions keep the scoring pass's)."""
 
 
 class CheckpointConfig(_Strict):

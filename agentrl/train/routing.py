@@ -1,10 +1,11 @@
-"""MoE routing: capture the trainer's expert choices, measure mismatch between two passes, replay choices.
+"""MoE routing: capture the trainer's expert choices, measure mismatch between passes, replay choices.
 
-Train/inference routing mismatch (issue #8 §6). The ideal measurement compares the experts vLLM chose while
-sampling with the trainer's. vLLM does not return expert ids: its fused MoE kernels compute top-k inside the kernel
-and the sampler output has no field for them, so getting them would mean patching vLLM's model code per layer and
-shipping [tokens × layers × k] ids back per request. We therefore measure, and name honestly, two trainer-side
-mismatches (docs/rl.md):
+Train/inference routing mismatch (issue #8 §6). The real measurement compares the experts the engine chose while
+sampling with the trainer's: `routing/mismatch_rollout_vs_train`, computed whenever trajectories carry the
+engine's expert ids in `metadata["routed_experts"]` (`{"start": first covered position, "ids": [token][layer][k]}`,
+layer = the model's hidden-layer index, dense layers included; this is the layout of vLLM's
+`CompletionOutput.routed_experts` when the engine runs with `enable_return_routed_experts=True`). Which rollouts
+carry it is up to the engine. Two trainer-side mismatches are always available (docs/rl.md):
 
 - `routing/mismatch_score_vs_train`: the π_old scoring pass (no grad, the full rollout batch) against the training
   forward (grad on, per minibatch). With one update per batch these run the same weights on different batch
@@ -20,16 +21,19 @@ Routing replay: transformers' DeepseekV3 has no argument to pass expert choices 
 (`mlp.gate`) returns `(router_logits, topk_weights, topk_indices)` and the MoE block uses exactly that. A forward
 hook that replaces the indices (and recomputes the weights from the router's own sigmoid scores at the given
 indices, so the router still gets a gradient) replays choices cleanly. `RoutingReplay` does that with ids captured
-from another trainer pass (e.g. the π_old scoring pass); replaying *rollout* choices waits on an engine that
-reports them.
+from another trainer pass (the π_old scoring pass) or from the rollout (`rollout_routing`; positions the engine did
+not report, such as the last sampled token, keep the scoring pass's choice).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from agentrl.optim.balance import find_routers
+from agentrl.schemas.trajectory import Trajectory
 
 
 class RouterCapture:
@@ -117,3 +121,34 @@ class RoutingReplay:
             return router_logits_NE, weights_NK * module.routed_scaling_factor, ids_NK
 
         return hook
+
+
+def rollout_routing(
+    trajectories: Sequence[Trajectory], width: int, layer_ids: list[int]
+) -> tuple[list[Tensor], Tensor] | None:
+    """The engine's expert ids laid out like a `RouterCapture` of the padded batch, plus a [B·W] mask of the
+    positions the engine reported; None unless every trajectory carries `metadata["routed_experts"]`.
+
+    `layer_ids` are the hidden-layer indices of the model's MoE layers, in router order.
+    """
+    if not trajectories or any("routed_experts" not in t.metadata for t in trajectories):
+        return None
+    k = None
+    per_layer: list[Tensor] | None = None
+    known_BW = torch.zeros((len(trajectories), width), dtype=torch.bool)
+    for b, traj in enumerate(trajectories):
+        entry = traj.metadata["routed_experts"]
+        ids_TLK = torch.as_tensor(entry["ids"], dtype=torch.long)
+        start = int(entry.get("start", 0))
+        if ids_TLK.ndim != 3 or start < 0 or start + ids_TLK.shape[0] > width:
+            raise ValueError(
+                f"trajectory {traj.id}: routed_experts must be [tokens, layers, k] within the sequence"
+            )
+        if per_layer is None:
+            k = ids_TLK.shape[2]
+            per_layer = [torch.zeros((len(trajectories), width, k), dtype=torch.long) for _ in layer_ids]
+        for i, layer in enumerate(layer_ids):
+            per_layer[i][b, start : start + ids_TLK.shape[0]] = ids_TLK[:, layer]
+        known_BW[b, start : start + ids_TLK.shape[0]] = True
+    assert per_layer is not None and k is not None
+    return [x.reshape(-1, k) for x in per_layer], known_BW.reshape(-1)

@@ -41,7 +41,7 @@ def test_microbatch_accumulation_equals_full_batch(objective):
 
 def test_routing_replay_of_the_scoring_pass_leaves_the_first_update_unchanged():
     plain, _ = _grads()
-    replayed, m = _grads(routing={"replay": True})
+    replayed, m = _grads(routing={"replay": "score"})
     for a, b in zip(plain, replayed, strict=True):
         assert torch.allclose(a, b, atol=1e-7, rtol=1e-5)
     assert m["routing/mismatch_score_vs_train"] == 0.0
@@ -87,3 +87,44 @@ def test_metrics_resume_drops_rows_after_the_checkpoint(tmp_path):
     assert [(r["step"], r["loss"]) for r in rows] == [(1, 1.0), (2, 2.0), (3, 30.0)]
     assert rows[0]["per_layer"] == [1.0, 2.0] and rows[0]["flag"] == 1.0 and "text" not in rows[0]
     assert json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])["step"] == 1
+
+
+def _with_engine_routing(trajs, model, shift=0):
+    """Attach expert ids as an engine would report them ([token][layer][k], all hidden layers, from position 0),
+    here taken from the trainer's own forward of each sequence (optionally shifted to fake a mismatch)."""
+    from agentrl.train.routing import RouterCapture
+
+    out = []
+    for t in trajs:
+        with RouterCapture(model) as cap, torch.no_grad():
+            model(input_ids=torch.tensor([t.token_ids]))
+        moe_TK = (cap.layers()[0] + shift) % 16
+        ids = [[[0, 0], moe_TK[i].tolist()] for i in range(len(t.token_ids) - 1)]  # layer 0 is dense
+        out.append(t.model_copy(update={"metadata": {"routed_experts": {"start": 0, "ids": ids}}}))
+    return out
+
+
+def _update(trajs, **cfg_kw):
+    model = tiny_model()
+    cfg = RLConfig.model_validate({"optimizer": {"grad_clip": None}, "tasks_per_step": 3, **cfg_kw})
+    opt = GradCapture(model.parameters())
+    learner = PolicyLearner(model, opt, cfg.objective.build(), cfg, PAD, ConstantSchedule(1.0))
+    metrics = learner.update(trajs, [t.reward for t in trajs], step=0, temperature=0.8)
+    return opt.grads, metrics
+
+
+def test_rollout_routing_mismatch_and_replay():
+    torch.manual_seed(0)
+    trajs = FixedPoolRollout()(RolloutRequest(0, 0, pool_tasks(3), 4, 0.8, 0))
+    model = tiny_model()
+    same = _with_engine_routing(trajs, model)
+    _, m = _update(same)
+    # Same weights, one sequence at a time vs the padded batch: identical routing on every reported position.
+    assert m["routing/mismatch_rollout_vs_train"] == 0.0
+    shifted = _with_engine_routing(trajs, model, shift=3)
+    plain, m_shift = _update(shifted)
+    assert m_shift["routing/mismatch_rollout_vs_train"] == 1.0
+    replayed, _ = _update(shifted, routing={"replay": "rollout"})
+    assert any(not torch.allclose(a, b) for a, b in zip(plain, replayed, strict=True))
+    with pytest.raises(ValueError, match="routed_experts"):
+        _update(trajs, routing={"replay": "rollout"})
