@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import secrets
 import time
@@ -67,6 +68,7 @@ class SessionManager:
         self._pending = 0  # sessions being created (counted against the cap)
         self._expired: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.blocking = False  # set by the server from the env class (or settings)
+        self._bg: set[asyncio.Task] = set()
         self.stats = {"created": 0, "expired": 0, "closed": 0, "steps": 0}
 
     async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -105,8 +107,17 @@ class SessionManager:
                 raise SessionError(404, f"session {sid!r} expired after {self.idle_timeout_s:g}s idle")
             raise SessionError(404, f"unknown session {sid!r}")
         if time.monotonic() - session.last_active > self.idle_timeout_s and not session.lock.locked():
+            # Expired but not reaped yet: reap it now rather than at the reaper's next tick.
+            with contextlib.suppress(RuntimeError):
+                task = asyncio.get_running_loop().create_task(self._expire(sid, session))
+                self._bg.add(task)  # keep a reference until it finishes (asyncio holds tasks weakly)
+                task.add_done_callback(self._bg.discard)
             raise SessionError(404, f"session {sid!r} expired after {self.idle_timeout_s:g}s idle")
         return session
+
+    async def _expire(self, sid: str, session: Session) -> None:
+        if self.sessions.get(sid) is session:
+            await self.close(sid, expired=True)
 
     async def step(self, sid: str, action: Action) -> StepResult:
         session = self.get(sid)
