@@ -59,6 +59,20 @@ def tokenize_chat(
     return SFTExample(ids, mask)
 
 
+def ptx_examples_from_records(
+    records: Sequence[dict[str, Any]], tokenizer: Any, max_length: int
+) -> list[SFTExample]:
+    """PTX examples from SFT-format records (`{"messages": [...], "tools": [...]}`), tokenized exactly as the SFT
+    stage does (`agentrl.train.sft.tokenize_records`: the chat template's assistant masks)."""
+    from agentrl.train.sft import tokenize_records
+
+    columns, _ = tokenize_records(list(records), tokenizer, max_length)
+    return [
+        SFTExample(ids, mask)
+        for ids, mask in zip(columns["input_ids"], columns["assistant_masks"], strict=True)
+    ]
+
+
 def ptx_loss(
     model: torch.nn.Module, input_ids_BT: Tensor, attention_mask_BT: Tensor, loss_mask_BT: Tensor
 ) -> Tensor:

@@ -39,6 +39,8 @@ from agentrl.train.rl_config import RLConfig
 from agentrl.train.sources import TaskOrder
 from agentrl.train.stats import reward_metrics
 
+_TRAINABLE = (TrajectoryStatus.ok, TrajectoryStatus.truncated)
+
 
 @dataclass
 class RunResult:
@@ -153,13 +155,16 @@ class RLTrainer:
             default_budget=cfg.budget.default,
         )
         produced = self.rollout(request)
-        # Failed episodes (environment or engine errors) have no meaningful reward: they are logged, not trained on.
-        trajs: list[Trajectory] = [
-            self.budget.truncate(t) for t in produced if t.status != TrajectoryStatus.failed
-        ]
+        # Failed episodes (environment or engine errors) have no meaningful reward, and partial ones (k1.5 partial
+        # rollouts) are unfinished: the rollout source keeps those and resumes them next iteration. Neither is
+        # trained on; both are counted.
+        trajs: list[Trajectory] = [self.budget.truncate(t) for t in produced if t.status in _TRAINABLE]
+
         if not trajs:
             reasons = sorted({t.failure_reason or "?" for t in produced})[:3]
-            raise AgentRLError(f"step {self.step}: every rollout failed ({len(produced)}); e.g. {reasons}")
+            raise AgentRLError(
+                f"step {self.step}: none of {len(produced)} rollouts finished (failed or partial); e.g. {reasons}"
+            )
         t_rollout = time.perf_counter()
         out = self.reward_fn(trajs)
         rewards = self.budget.apply_penalty(trajs, out.rewards)
@@ -177,7 +182,10 @@ class RLTrainer:
         metrics.update(
             {
                 "temperature": temperature,
-                "rollout/failed_frac": 1 - len(trajs) / len(produced),
+                "rollout/failed_frac": sum(t.status == TrajectoryStatus.failed for t in produced)
+                / len(produced),
+                "rollout/partial_frac": sum(t.status == TrajectoryStatus.partial for t in produced)
+                / len(produced),
                 "policy_version": self.version,
                 "time/rollout_s": t_rollout - t0,
                 "time/reward_s": t_reward - t_rollout,

@@ -110,3 +110,16 @@ def test_tokenize_chat_trains_on_assistant_bodies_only():
     assert trained == "5<|im_end|>"
     with pytest.raises(ConfigError, match="no assistant"):
         tokenize_chat([{"role": "user", "content": "hi"}], tok)
+    # Same tokens and masks as the SFT stage's chat-template path, tool calls included.
+    call = {"id": "functions.add:0", "type": "function", "function": {"name": "add", "arguments": '{"a": 2}'}}
+    tool_msgs = msgs[:1] + [
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "functions.add:0", "content": "5"},
+        {"role": "assistant", "content": "5"},
+    ]
+    tools = [{"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}]
+    from agentrl.train.ptx import ptx_examples_from_records
+
+    for m, t in ((msgs, None), (tool_msgs, tools)):
+        (sft,) = ptx_examples_from_records([{"messages": m, "tools": t}], tok, max_length=4096)
+        assert sft == tokenize_chat(m, tok, tools=t)

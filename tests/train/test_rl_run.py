@@ -205,3 +205,32 @@ def test_bad_configs_fail_before_any_work(tmp_path):
 def test_shipped_config_loads():
     cfg = load_config(RLConfig, [ROOT / "configs" / "rl.yaml"], ["steps=3"])
     assert cfg.objective.name == "k2" and cfg.temperature.kind == "linear" and cfg.steps == 3
+
+
+class _Flaky(FixedPoolRollout):
+    """A fixed pool whose first sample fails and second is left unfinished (partial), as a real agent loop may."""
+
+    def __call__(self, request):
+        trajs = super().__call__(request)
+        trajs[0] = trajs[0].model_copy(update={"status": "failed", "failure_reason": "env timed out"})
+        trajs[1] = trajs[1].model_copy(update={"status": "partial"})
+        return trajs
+
+
+def test_failed_and_partial_rollouts_are_counted_not_trained(tmp_path):
+    cfg = _config(tmp_path, steps=1, ptx={"beta": 0.0}, metrics={"progress": False, "report": False})
+    seen = []
+
+    class Reward(PrecomputedReward):
+        def __call__(self, trajectories):
+            seen.extend(t.status.value for t in trajectories)
+            return super().__call__(trajectories)
+
+    trainer = RLTrainer(
+        cfg, tiny_model(), pool_tasks(4), _Flaky(), Reward(), cfg.objective.build(),
+        lambda m: torch.optim.AdamW(m.parameters(), lr=1e-3), pad_id=PAD,
+    )  # fmt: skip
+    result = trainer.run()
+    assert len(seen) == 10 and "failed" not in seen and "partial" not in seen
+    assert result.last_metrics["rollout/failed_frac"] == pytest.approx(1 / 12)
+    assert result.last_metrics["rollout/partial_frac"] == pytest.approx(1 / 12)
