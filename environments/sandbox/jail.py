@@ -80,6 +80,7 @@ def bwrap_argv(
         "--dev", "/dev",
         "--size", tmpfs, "--tmpfs", "/tmp",
         "--size", tmpfs, "--tmpfs", "/work",
+        "--size", tmpfs, "--tmpfs", "/dev/shm",
     ]  # fmt: skip
     for d in dirs:
         argv += ["--dir", f"/work/{d}"]
@@ -87,8 +88,9 @@ def bwrap_argv(
         argv += ["--perms", "0644", "--file", str(fd), dest]
     for fd, dest in data_fds:
         argv += ["--ro-bind-data", str(fd), dest]
-    # The jail's root is bwrap's own tmpfs: make it read-only so / and /etc cannot be filled or edited.
-    argv += ["--remount-ro", "/", "--chdir", "/work", "--"]
+    # The jail's root and /dev are tmpfs without a size cap: make them read-only so they cannot be filled
+    # (device nodes still work; /dev/shm is its own capped tmpfs).
+    argv += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/work", "--"]
     return argv
 
 

@@ -226,7 +226,7 @@ def test_disk_fill_is_capped(client, sandbox):
         """
 import os
 total = 0
-for d in ["/work", "/tmp"]:
+for d in ["/work", "/tmp", "/dev/shm", "/dev", "/", "/etc"]:
     for i in range(1000):
         try:
             with open(f"{d}/f{i}", "wb") as f:
@@ -238,8 +238,8 @@ for d in ["/work", "/tmp"]:
 print("total_mb", total >> 20)
 """,
     )
-    assert out.count("stopped") == 2
-    assert int(out.split("total_mb ")[1].split()[0]) <= 2 * LIMITS.tmpfs_mb
+    assert out.count("stopped") == 6
+    assert int(out.split("total_mb ")[1].split()[0]) <= 3 * LIMITS.tmpfs_mb
     out = py(client, "open('big', 'wb').write(b'x' * (6 << 20))")  # over RLIMIT_FSIZE (4 MiB)
     assert "status: killed" in out or "File too large" in out or "status: error" in out
     assert_healthy(client, sandbox)
