@@ -86,9 +86,10 @@ class PolicyLearner:
         order = sorted(range(len(trajectories)), key=lambda i: first_groups[i])
         trajs = [trajectories[i] for i in order]
         groups_R = group_indices(trajs)
-        batch = collate(trajs, self.pad_id, default_temperature=temperature)
-        rewards_B = torch.tensor([float(rewards[i]) for i in order], dtype=torch.float32)
-        group_B = torch.tensor(groups_R, dtype=torch.long)
+        device = next(self.model.parameters()).device
+        batch = collate(trajs, self.pad_id, default_temperature=temperature).to(device)
+        rewards_B = torch.tensor([float(rewards[i]) for i in order], dtype=torch.float32, device=device)
+        group_B = torch.tensor(groups_R, dtype=torch.long, device=device)
         minis = _slices(groups_R, cfg.groups_per_minibatch)
         micro_rows = [s for m in minis for s in self._micro(groups_R, m)]
         metrics: dict[str, Any] = {}
@@ -101,6 +102,8 @@ class PolicyLearner:
         if score_ids:
             layer_ids = [self._layer_index(r) for r in self.routers.routers]
             rollout_ids = rollout_routing(trajs, batch.input_ids_BT.shape[1], layer_ids)
+            if rollout_ids is not None:
+                rollout_ids = ([x.to(device) for x in rollout_ids[0]], rollout_ids[1].to(device))
             if rollout_ids is not None:
                 ids, known_N = rollout_ids
                 metrics["routing/mismatch_rollout_vs_train"] = routing_mismatch(
@@ -162,7 +165,7 @@ class PolicyLearner:
                     for k, v in loss_metrics.items():
                         sums[k] = sums.get(k, 0.0) + v * weight
                 if self.ptx is not None and cfg.ptx.beta > 0:
-                    ids, attn, mask = self.ptx.next_batch()
+                    ids, attn, mask = (x.to(device) for x in self.ptx.next_batch())
                     loss_ptx = ptx_loss(self.model, ids, attn, mask)
                     (cfg.ptx.beta * loss_ptx).backward()
                     sums["loss/ptx"] = sums.get("loss/ptx", 0.0) + float(loss_ptx.detach())

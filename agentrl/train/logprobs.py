@@ -13,7 +13,7 @@ position 0 has no prediction and is 0.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor
@@ -29,6 +29,9 @@ class TokenBatch:
     rollout_logprobs_BT: Tensor  # float, the engine's logprobs (0 where absent)
     has_rollout_lp_BT: Tensor  # bool, True where the engine reported a logprob on a generated token
     temperature_B: Tensor  # float, the sampling temperature of each row
+
+    def to(self, device: torch.device | str) -> TokenBatch:
+        return TokenBatch(*(getattr(self, f.name).to(device) for f in fields(self)))
 
 
 def collate(trajectories: Sequence[Trajectory], pad_id: int, default_temperature: float = 1.0) -> TokenBatch:

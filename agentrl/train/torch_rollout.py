@@ -80,6 +80,8 @@ class TorchSamplerRollout:
         for i, p in enumerate(prompts):
             ids_NP[i, width - len(p) :] = torch.tensor(p)
             attn_NP[i, width - len(p) :] = 1
+        device = next(self.policy.parameters()).device
+        ids_NP, attn_NP = ids_NP.to(device), attn_NP.to(device)
         pos_NP = (attn_NP.cumsum(-1) - 1).clamp(min=0)
         result = self.policy(input_ids=ids_NP, attention_mask=attn_NP, position_ids=pos_NP, use_cache=True)
         cache, attn, pos_N = result.past_key_values, attn_NP, pos_NP[:, -1]
@@ -90,21 +92,23 @@ class TorchSamplerRollout:
         stopped = [False] * n
         for _ in range(max(rooms)):
             logp_NV = torch.log_softmax(logits_NV / temperature, -1)
-            next_N = torch.multinomial(logp_NV.exp(), 1, generator=gen).squeeze(-1)
+            logp_cpu_NV = logp_NV.cpu()
+            # Draw on the CPU generator so a run's samples do not depend on the device.
+            next_N = torch.multinomial(logp_cpu_NV.exp(), 1, generator=gen).squeeze(-1)
             for i in range(n):
                 if done[i]:
                     continue
                 tok = int(next_N[i])
                 tokens[i].append(tok)
-                lps[i].append(float(logp_NV[i, tok]))
+                lps[i].append(float(logp_cpu_NV[i, tok]))
                 stopped[i] = tok in self.stop_ids
                 done[i] = stopped[i] or len(tokens[i]) >= rooms[i]
             if all(done):
                 break
-            attn = torch.cat([attn, torch.ones((n, 1), dtype=attn.dtype)], dim=1)
+            attn = torch.cat([attn, torch.ones((n, 1), dtype=attn.dtype, device=device)], dim=1)
             pos_N = pos_N + 1
             result = self.policy(
-                input_ids=next_N[:, None], attention_mask=attn, position_ids=pos_N[:, None],
+                input_ids=next_N[:, None].to(device), attention_mask=attn, position_ids=pos_N[:, None],
                 past_key_values=cache, use_cache=True,
             )  # fmt: skip
             cache = result.past_key_values
