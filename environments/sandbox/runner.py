@@ -19,6 +19,7 @@ import time
 from importlib import resources
 from typing import Literal
 
+from environments.sandbox.cgroup import MemoryCgroups, join_prefix
 from environments.sandbox.jail import (
     UidPool,
     become_subreaper,
@@ -74,6 +75,7 @@ class Sandbox:
         self.tools = tools
         self.pool = UidPool(size=slots)
         self.subreaper = become_subreaper() if mode == "bwrap" else False
+        self.cgroups = MemoryCgroups() if self.pool.switch else None
         self.leftovers = 0  # live processes found after a call: must stay 0 (tests check it)
         self._collector = resources.files("environments.sandbox").joinpath("collect.py").read_bytes()
 
@@ -165,6 +167,9 @@ class Sandbox:
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
         if self.pool.switch:
             full = drop_privileges_prefix(self.tools["setpriv"], uid) + full
+            procs = self.cgroups.prepare(uid, limits.memory_mb) if self.cgroups else None
+            if procs:
+                full = join_prefix(procs) + full
         try:
             proc = subprocess.Popen(
                 full,

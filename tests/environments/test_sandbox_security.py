@@ -204,6 +204,35 @@ def test_memory_bomb_is_contained(client, sandbox):
     assert_healthy(client, sandbox)
 
 
+def test_many_process_memory_bomb_hits_the_jail_total(client, sandbox):
+    """RLIMIT_AS is per process; the slot's memory cgroup caps the jail as a whole."""
+    if not (sandbox.cgroups and sandbox.cgroups.available):
+        pytest.skip("no writable memory cgroup here (e.g. inside docker, where the container limit applies)")
+    out = py(
+        client,
+        """
+import os, time
+kids = []
+for i in range(6):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            b = bytearray(200 << 20)
+            for j in range(0, len(b), 4096):
+                b[j] = 1
+            time.sleep(1)
+            os._exit(0)
+        except MemoryError:
+            os._exit(3)
+    kids.append(pid)
+print("survivors", sum(1 for p in kids if os.waitpid(p, 0)[1] == 0))
+""",
+    )
+    # 6 x 200 MiB fits each process's 256 MiB RLIMIT_AS but not the jail's 256 MiB total.
+    assert int(out.split("survivors ")[1].split()[0]) <= 1
+    assert_healthy(client, sandbox)
+
+
 def test_cpu_spin_is_killed(client, sandbox):
     t = time.monotonic()
     out = py(client, "while True:\n    pass")
