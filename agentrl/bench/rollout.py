@@ -1,7 +1,7 @@
 """`agentrl bench rollout`: multi-turn agentic rollouts vs raw vLLM vs HF generate, plus weight sync, in one run.
 
 Same model (k2-tiny warm-started to emit K2 tool calls, `agentrl.rollout.warmstart`), same prompts (the initial
-prompts of the key-value environment's episodes), same token counts:
+prompts of the key-value environment's episodes, `ShortKV`), same token counts:
 - `agentic_tok_s`: the agent loop (in-process vLLM, `LocalEnv` with `env_latency_ms` per env call) over N episodes;
   generated tokens / wall time. Tool-result prefill and env calls are part of the wall time.
 - `raw_vllm_tok_s`: one `generate` over the same N initial prompts, each forced to the mean generated length of
@@ -41,7 +41,7 @@ class _SlowEnv:
         self.inner.close_session(session_id)
 
 
-def tool_policy_checkpoint(train_steps: int = 120) -> Path:
+def tool_policy_checkpoint(train_steps: int = 50) -> Path:
     """The warm-started tiny policy, built once and cached under runs/bench_cache."""
     from agentrl.rollout.warmstart import train_tool_policy
     from model.checkpoint import init_checkpoint
@@ -89,8 +89,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     from agentrl.rollout.agent_loop import AgentLoop, LoopConfig
     from agentrl.rollout.envs import LocalEnv
     from agentrl.rollout.episode import EpisodeSpec
-    from agentrl.rollout.warmstart import kv_task
-    from environments.protocol.demo import KeyValueEnv
+    from agentrl.rollout.warmstart import ShortKV, kv_task
     from model.checkpoint import load_checkpoint
     from model.weights import checkpoint_named_tensors
 
@@ -101,7 +100,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     model.eval()
     engine = VLLMEngine(str(ckpt), max_model_len=1024)
     rng = random.Random(0)
-    env = _SlowEnv(LocalEnv(KeyValueEnv), env_latency_ms / 1000)
+    env = _SlowEnv(LocalEnv(ShortKV), env_latency_ms / 1000)
     specs = [
         EpisodeSpec(
             task=kv_task(rng), env=env, sampling=SamplingSpec(temperature=1.0, max_tokens=256, seed=i)

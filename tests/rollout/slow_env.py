@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from environments.protocol.demo import KeyValueEnv
+from agentrl.rollout.warmstart import ShortKV
 
 
-class SlowKV(KeyValueEnv):
+class SlowKV(ShortKV):
     delay_s = 1.0
 
     def reset(self, task_id=None, task_spec=None, seed=None):

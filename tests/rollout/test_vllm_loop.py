@@ -11,8 +11,7 @@ from agentrl.engine.base import SamplingSpec
 from agentrl.rollout.agent_loop import AgentLoop, LoopConfig
 from agentrl.rollout.envs import LocalEnv
 from agentrl.rollout.episode import EpisodeSpec
-from agentrl.rollout.warmstart import kv_task
-from environments.protocol.demo import KeyValueEnv
+from agentrl.rollout.warmstart import SET_VALUE_TOOL, ShortKV, kv_task
 from model.chat_format import render_messages
 
 pytestmark = pytest.mark.slow
@@ -45,7 +44,7 @@ def rollout(tool_ckpt):
     tok = AutoTokenizer.from_pretrained(tool_ckpt)
     engine = Recording(VLLMEngine(tool_ckpt, kv_cache_memory_bytes=256 * 1024**2))
     rng = random.Random(1)
-    env = LocalEnv(KeyValueEnv)
+    env = LocalEnv(ShortKV)
     specs = [
         EpisodeSpec(
             task=kv_task(rng), env=env, sampling=SamplingSpec(temperature=TEMPERATURE, max_tokens=300, seed=i)
@@ -71,9 +70,7 @@ def test_trainer_scores_exactly_the_engine_tokens(rollout):
             mismatches += t.logprobs[n : n + len(out)] != lps
             mismatches += any(m != 1 for m in t.loss_mask[n : n + len(out)])
         # mask-0 tokens are exactly the non-generated ones; the prompt is the template's rendering
-        first = render_messages(
-            t.messages[:2], tools=KeyValueEnv().registry.openai(), add_generation_prompt=True
-        )
+        first = render_messages(t.messages[:2], tools=[SET_VALUE_TOOL], add_generation_prompt=True)
         mismatches += t.token_ids[: t.prompt_len] != tok(first, add_special_tokens=False)["input_ids"]
         generated = sum(
             len(out) for p, out, _ in engine.calls if t.token_ids[: len(p)] == p and len(p) >= t.prompt_len

@@ -38,7 +38,7 @@ def api(tmp_path):
         yield url
 
 
-def test_worker_killed_mid_job_is_re_leased_exactly_once(api, tool_ckpt, tmp_path):
+def test_worker_killed_mid_job_is_re_leased_exactly_once(api, tiny_ckpt, tmp_path):
     from transformers import AutoTokenizer
 
     from agentrl.rollout.worker import RolloutWorker, WorkerConfig
@@ -57,7 +57,7 @@ def test_worker_killed_mid_job_is_re_leased_exactly_once(api, tool_ckpt, tmp_pat
         "--api",
         api,
         "--model",
-        tool_ckpt,
+        tiny_ckpt,
         "--max-jobs",
         "1",
     ]
@@ -77,7 +77,7 @@ def test_worker_killed_mid_job_is_re_leased_exactly_once(api, tool_ckpt, tmp_pat
             proc.kill()
     assert trainer.collect().items == []  # the dead worker submitted nothing
 
-    tok = AutoTokenizer.from_pretrained(tool_ckpt)
+    tok = AutoTokenizer.from_pretrained(tiny_ckpt)
     engine = ScriptedEngine(
         tok,
         lambda text, turn: (
@@ -94,17 +94,17 @@ def test_worker_killed_mid_job_is_re_leased_exactly_once(api, tool_ckpt, tmp_pat
     assert trainer.get_job("job-0")["attempts"] == 2
 
 
-def test_ray_actor_workers_on_a_local_cluster(api, tool_ckpt):
+def test_ray_actor_workers_on_a_local_cluster(api, tiny_ckpt):
     import ray
 
     from agentrl.rollout.ray_workers import launch_ray_workers, run_ray_workers
     from services.rollout_api.client import RolloutClient
 
     trainer = RolloutClient(api)
-    trainer.enqueue([kv_job(i, "local:environments.protocol.demo:KeyValueEnv") for i in range(6)])
+    trainer.enqueue([kv_job(i, "local:agentrl.rollout.warmstart:ShortKV") for i in range(6)])
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        actors = launch_ray_workers(1, api, model=tool_ckpt, worker_config={"max_jobs": 4})
+        actors = launch_ray_workers(1, api, model=tiny_ckpt, worker_config={"max_jobs": 4})
         [stats] = run_ray_workers(actors, idle_exit_s=2.0)
     finally:
         ray.shutdown()
