@@ -53,7 +53,6 @@ def _agentrl(
 ) -> float:
     import copy
 
-    from agentrl.optim import build_muonclip
     from agentrl.train.rl_config import RLConfig
     from agentrl.train.rl_loop import RLTrainer
     from agentrl.train.sync import ModuleSync
@@ -82,7 +81,7 @@ def _agentrl(
         TorchSamplerRollout(replica, stop_ids=stop_ids, max_new_tokens=MAX_NEW),
         TokenSetReward(lambda tok: tok < TARGET),
         cfg.objective.build(),
-        lambda m: build_muonclip(m, cfg.optimizer.muonclip),
+        cfg.optimizer.build(),
         pad_id=pad_id,
         weight_sync=ModuleSync(replica),
         resume=False,

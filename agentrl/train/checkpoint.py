@@ -60,10 +60,14 @@ def save_train_state(root: str | Path, step: int, state: dict[str, Any], keep: i
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    with open(tmp / "state.pt", "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp / "state.pt", "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+    except (OSError, RuntimeError) as exc:  # a full disk surfaces from torch.save as a RuntimeError
+        shutil.rmtree(tmp, ignore_errors=True)  # free the space; the last complete checkpoint is untouched
+        raise OSError(f"could not write checkpoint {final} (via {tmp}): {exc}") from exc
     if final.exists():  # re-saving a step (e.g. the stop checkpoint right after a periodic one)
         shutil.rmtree(final)
     os.rename(tmp, final)

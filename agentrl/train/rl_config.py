@@ -5,7 +5,8 @@ Checks that need the task set (a budget below the prompt length) run in `RLTrain
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -30,6 +31,16 @@ class OptimizerConfig(_Strict):
     """AdamW weight decay."""
     grad_clip: float | None = Field(1.0, gt=0)
     """Clip the global gradient norm to this; None disables."""
+
+    def build(self) -> Callable[[Any], Any]:
+        """The optimizer factory `model -> torch.optim.Optimizer` this section describes."""
+        if self.name == "muonclip":
+            from agentrl.optim import build_muonclip
+
+            return lambda model: build_muonclip(model, self.muonclip)
+        import torch
+
+        return lambda model: torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
 
 class PTXConfig(_Strict):

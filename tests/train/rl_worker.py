@@ -12,7 +12,6 @@ import sys
 
 import torch
 
-from agentrl.optim import build_muonclip
 from agentrl.train.ptx import SFTExample
 from agentrl.train.rl_config import RLConfig
 from agentrl.train.rl_loop import RLTrainer
@@ -45,7 +44,7 @@ def make_trainer(run_dir: str, steps: int, **overrides) -> RLTrainer:
         FixedPoolRollout(),
         PrecomputedReward(),
         cfg.objective.build(),
-        lambda m: build_muonclip(m, cfg.optimizer.muonclip),
+        cfg.optimizer.build(),
         pad_id=PAD,
         ptx_examples=PTX,
     )

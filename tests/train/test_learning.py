@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-from agentrl.optim import build_muonclip
 from agentrl.train.metrics import read_jsonl
 from agentrl.train.rl_config import RLConfig
 from agentrl.train.rl_loop import RLTrainer
@@ -35,7 +34,7 @@ def test_k2_objective_raises_success_on_a_verifiable_task(tmp_path):
     reward = TokenSetReward(lambda tok: tok < 32)  # 1/8 of the vocabulary: ~0.125 at random init
     trainer = RLTrainer(
         cfg, model, tasks, TorchSamplerRollout(replica), reward, cfg.objective.build(),
-        lambda m: build_muonclip(m, cfg.optimizer.muonclip), pad_id=PAD, weight_sync=sync,
+        cfg.optimizer.build(), pad_id=PAD, weight_sync=sync,
     )  # fmt: skip
     trainer.run()
     rows = [r for r in read_jsonl(tmp_path / "metrics.jsonl") if "reward/mean" in r]

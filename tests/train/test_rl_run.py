@@ -10,7 +10,6 @@ import torch
 
 from agentrl.config.loader import load_config
 from agentrl.errors import ConfigError
-from agentrl.optim import build_muonclip
 from agentrl.train.budget import RunBudgetConfig
 from agentrl.train.rl_config import RLConfig
 from agentrl.train.rl_loop import RLTrainer
@@ -76,7 +75,7 @@ def test_short_rl_run_updates_every_parameter_and_logs_finite_metrics(tmp_path):
         FixedPoolRollout(),
         PrecomputedReward(),
         cfg.objective.build(),
-        lambda m: build_muonclip(m, cfg.optimizer.muonclip),
+        cfg.optimizer.build(),
         pad_id=PAD,
         weight_sync=sync,
         evaluator=Evaluator(),
