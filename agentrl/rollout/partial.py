@@ -75,8 +75,14 @@ class PartialRolloutBuffer:
         if self.path is None:
             return
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(t.model_dump_json() + "\n" for t, _ in self.pending))
-        tmp.replace(self.path)
+        try:
+            tmp.write_text("".join(t.model_dump_json() + "\n" for t, _ in self.pending))
+            tmp.replace(self.path)
+        except OSError as exc:  # e.g. a full disk: name the file; the previous buffer file stays intact
+            tmp.unlink(missing_ok=True)
+            raise OSError(
+                exc.errno, f"could not save partial rollouts to {self.path}: {exc.strerror}"
+            ) from exc
 
 
 def default_sampling(traj: Trajectory) -> SamplingSpec:

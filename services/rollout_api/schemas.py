@@ -54,7 +54,7 @@ class JobSpec(Strict):
     task: dict[str, Any] = Field(description="The task as the environment's reset() takes it.")
     env: EnvRef
     sampling: SamplingParams
-    policy_version: int = Field(ge=0)
+    policy_version: int = Field(ge=0, le=2**63 - 1)  # a BIGINT column: larger overflowed into a 500
     group_id: str | None = Field(
         default=None, max_length=256, description="Shared by the K samples of a prompt."
     )
