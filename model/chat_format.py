@@ -131,4 +131,6 @@ def parse_assistant_output(text: str) -> ParsedOutput:
         )
     if section.count(TOOL_CALL_BEGIN) != len(calls):
         errors.append(f"{section.count(TOOL_CALL_BEGIN) - len(calls)} malformed tool call(s)")
+    elif not calls and not errors:  # an opened section with no call in it was a silent empty final answer
+        errors.append("tool-call section holds no tool call")
     return ParsedOutput(content=content, tool_calls=calls, errors=errors, finished=finished)

@@ -116,6 +116,8 @@ def hostile_inputs(app: FastAPI, name: str, report: FuzzReport, headers: dict[st
                 h = {"content-type": ctype} if ctype else {}
                 r = client.post(path, content=body, headers=h)
                 report.record(f"{label} POST {path}", r.status_code, r.text)
+        if name != "rollout_api":
+            _hostile_tool_calls(client, ids["session"], report)
         for label, path, method in _foreign_id_requests(name, ids):
             r = client.request(method, path, json=_foreign_body(name, ids))
             report.record(f"{label} {method} {path}", r.status_code, r.text)
@@ -123,6 +125,27 @@ def hostile_inputs(app: FastAPI, name: str, report: FuzzReport, headers: dict[st
                 report.failures.append(f"{label} {method} {path} was accepted ({r.status_code})")
                 report.five_xx += 1  # a foreign id must never be honoured; counted as a failure
         report.healthy_after = client.get("/health").status_code == 200
+
+
+def _hostile_tool_calls(client: TestClient, session_id: str, report: FuzzReport) -> None:
+    """Every tool of the session called with hostile argument strings (the body itself is valid)."""
+    tools = client.get("/tools", params={"session_id": session_id}).json().get("tools", [])
+    names = [t["function"]["name"] for t in tools] + ["no_such_tool"]
+    args = [
+        '{"a":' * 20_000 + "1" + "}" * 20_000,
+        "[" * 20_000 + "]" * 20_000,
+        '{"a": "' + "x" * 2**20 + '"}',
+        '{"a": 1e999999}',
+        '{"a": "\\ud800"}',
+        "\u0000",
+    ]
+    for tool in names:
+        for i, arg in enumerate(args):
+            call = {"id": f"h{i}", "name": tool, "arguments": arg}
+            r = client.post(f"/sessions/{session_id}/step", json={"tool_calls": [call]})
+            report.record(f"hostile arguments #{i} to tool {tool}", r.status_code, r.text)
+            if r.status_code == 404:  # the episode ended (e.g. reasoning closes on a bad call): start another
+                session_id = client.post("/sessions", json={}).json()["session_id"]
 
 
 def _real_ids(client: TestClient, name: str) -> dict[str, str]:

@@ -192,6 +192,8 @@ class ToolRegistry:
             args = json.loads(call.arguments) if call.arguments.strip() else {}
         except json.JSONDecodeError as exc:
             return f"malformed JSON arguments for tool {call.name!r}: {exc.msg} at char {exc.pos}"
+        except RecursionError:  # thousands of nested brackets: was an uncaught 500
+            return f"JSON arguments for tool {call.name!r} are nested too deeply"
         if not isinstance(args, dict):
             return f"arguments for tool {call.name!r} must be a JSON object, got {type(args).__name__}"
         problem = spec.validate(args)

@@ -47,3 +47,16 @@ def test_regression_huge_policy_version_is_422_not_500(tmp_path: Path) -> None:
         r = c.post("/v1/jobs", json={"jobs": [job(0, policy_version=2**64)]})
         assert r.status_code == 422 and "policy_version" in r.text
         assert c.post("/v1/jobs", json={"jobs": [job(0, policy_version=2**63 - 1)]}).status_code == 200
+
+
+def test_regression_deeply_nested_tool_arguments_are_a_tool_error_not_500() -> None:
+    """Found here: 5000-deep JSON in a tool call's arguments raised RecursionError out of the tool registry."""
+    from agentrl.reliability.servers import env_app
+
+    deep = '{"key":' * 5000 + "1" + "}" * 5000
+    with TestClient(env_app("kv_demo"), raise_server_exceptions=False) as c:
+        sid = c.post("/sessions", json={}).json()["session_id"]
+        call = {"id": "a", "name": "set_value", "arguments": deep}
+        r = c.post(f"/sessions/{sid}/step", json={"tool_calls": [call]})
+    assert r.status_code == 200, r.text
+    assert "nested too deeply" in r.json()["messages"][0]["content"]
