@@ -64,11 +64,11 @@ def _record(
     key_f = key.float()
     for start in range(0, q_len, _QUERY_CHUNK):
         stop = min(start + _QUERY_CHUNK, q_len)
-        logits_bHqk = torch.matmul(query[:, :, start:stop].float(), key_f.transpose(-1, -2)) * scaling
+        dots_bHqk = torch.matmul(query[:, :, start:stop].float(), key_f.transpose(-1, -2))
         if allowed is not None:
-            chunk_mask = allowed[..., start:stop, :]
-            logits_bHqk = logits_bHqk.masked_fill(~chunk_mask, float("-inf"))
-        head_max_H = torch.maximum(head_max_H, logits_bHqk.amax(dim=(0, 2, 3)))
+            dots_bHqk.masked_fill_(~allowed[..., start:stop, :], float("-inf"))
+        # scaling > 0, so max(scale * x) = scale * max(x): scale the [H] maxima, not the whole score tensor.
+        head_max_H = torch.maximum(head_max_H, dots_bHqk.amax(dim=(0, 2, 3)) * scaling)
     prev = getattr(module, "_agentrl_smax", None)
     module._agentrl_smax = head_max_H if prev is None else torch.maximum(prev, head_max_H)
 
@@ -88,8 +88,11 @@ def maxlogit_attention_forward(
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    with torch.no_grad():
-        _record(module, query.detach(), key.detach(), attention_mask, scale, is_causal)
+    # Only training forwards count toward a step's S_max (K2: "during the forward pass of the same step"); scoring
+    # and eval passes under no_grad are skipped unless the tracker asks for them.
+    if torch.is_grad_enabled() or getattr(module, "_agentrl_track_no_grad", False):
+        with torch.no_grad():
+            _record(module, query.detach(), key.detach(), attention_mask, scale, is_causal)
     return sdpa_attention_forward(
         module,
         query,
@@ -109,11 +112,13 @@ class MaxLogitTracker:
     Usage: `tracker = MaxLogitTracker(model); tracker.enable(); ...forward passes...; smax_LH = tracker.smax()`.
     """
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module, track_no_grad: bool = False) -> None:
         self.model = model
         self.attn_modules = [m for m in model.modules() if type(m).__name__.endswith("Attention")]
         if not self.attn_modules:
             raise ValueError("model has no attention modules to track")
+        for module in self.attn_modules:
+            module._agentrl_track_no_grad = track_no_grad
         self.enabled = False
 
     def enable(self) -> None:

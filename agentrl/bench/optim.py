@@ -157,7 +157,7 @@ def _tracking_overhead(device: torch.device, repeats: int, seq: int) -> float:
     ids = torch.randint(0, model.config.vocab_size, (4, seq), generator=torch.Generator().manual_seed(0)).to(
         device
     )
-    tracker = MaxLogitTracker(model)
+    tracker = MaxLogitTracker(model, track_no_grad=True)
 
     def forward(track: bool) -> None:
         if track:

@@ -169,13 +169,21 @@ def sft(config: ConfigOpt = None, overrides: OverrideArg = None, json_out: JsonO
 @app.command("rl")
 def rl(config: ConfigOpt = None, overrides: OverrideArg = None, json_out: JsonOpt = False) -> None:
     """RL post-training with the K2 objective, budget control and temperature decay."""
-    _not_built("rl", "issue 8")
+    _stage(
+        "agentrl.train.rl_stage:RLStageConfig",
+        "agentrl.train.rl_stage:run_rl_stage",
+        config,
+        overrides,
+        json_out,
+    )
 
 
 @app.command("eval")
 def evaluate(config: ConfigOpt = None, overrides: OverrideArg = None, json_out: JsonOpt = False) -> None:
-    """Evaluate a checkpoint on held-out tasks through the environment servers."""
-    _not_built("eval", "issue 5")
+    """Evaluate a checkpoint on held-out tasks through the environment (success, tool-call validity, turns)."""
+    _stage(
+        "agentrl.eval.stage:EvalStageConfig", "agentrl.eval.stage:run_eval_stage", config, overrides, json_out
+    )
 
 
 @app.command("worker")

@@ -5,7 +5,23 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentrl.synth.config import SynthConfig
+from agentrl.train.rl_config import RLConfig
 from agentrl.train.sft import SFTStageConfig
+
+
+def _demo_rl() -> RLConfig:
+    return RLConfig.model_validate(
+        {
+            "steps": 30,
+            "tasks_per_step": 8,
+            "samples_per_task": 4,
+            "temperature": {"kind": "linear", "start": 1.0, "end": 0.6, "steps": 30},
+            "budget": {"default": 768, "penalty": -0.5},
+            "optimizer": {"name": "muonclip", "muonclip": {"lr": 1e-3, "weight_decay": 0.0}},
+            "checkpoint": {"every": 10},
+            "metrics": {"progress": False},
+        }
+    )
 
 
 class TokenizerStageConfig(BaseModel):
@@ -29,6 +45,14 @@ class DemoConfig(BaseModel):
     sft: SFTStageConfig = SFTStageConfig(epochs=2.0, batch_size=16, lr=3e-3)
     eval_tasks: int = Field(100, ge=1)
     """Held-out tasks per evaluation (base, after SFT, after RL)."""
+    eval_max_tokens: int = Field(384, ge=16)
+    """Generated-token budget per evaluation episode."""
+    rl: RLConfig = Field(default_factory=_demo_rl)
+    """The RL stage (K2 objective, MuonClip, temperature decay, budget control) on tool_world's RL tasks."""
+    rl_task_pool: int = Field(400, ge=1)
+    """RL prompts drawn from the synth RL split."""
+    max_model_len: int = Field(1024, ge=128)
+    """vLLM context length."""
 
 
 def quick_overrides() -> list[str]:
@@ -41,4 +65,10 @@ def quick_overrides() -> list[str]:
         "sft.max_steps=30",
         "sft.batch_size=8",
         "eval_tasks=16",
+        "rl.steps=2",
+        "rl.tasks_per_step=2",
+        "rl.samples_per_task=2",
+        "rl.temperature.steps=2",
+        "rl.checkpoint.every=1",
+        "rl_task_pool=16",
     ]

@@ -23,6 +23,8 @@ class DemoContext:
     run_dir: Path
     results: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    engine: Any = None
+    tokenizer: Any = None
 
 
 @dataclass(frozen=True)
@@ -74,23 +76,82 @@ def stage_sft(ctx: DemoContext) -> None:
     ctx.results["sft"] = run_sft(cfg, progress=False)
 
 
+def _sync(ctx: DemoContext, checkpoint: str) -> None:
+    from model.checkpoint import load_checkpoint
+    from model.weights import checkpoint_named_tensors
+
+    model, _ = load_checkpoint(checkpoint)
+    ctx.results.setdefault("weight_sync", []).append(ctx.engine.load_weights(checkpoint_named_tensors(model)))
+
+
+def stage_engine(ctx: DemoContext) -> None:
+    from transformers import AutoTokenizer
+
+    from agentrl.demo.stages import make_engine
+
+    ctx.engine = make_engine(ctx.results["sft"]["checkpoint"], ctx.cfg.max_model_len, ctx.cfg.seed)
+    ctx.tokenizer = AutoTokenizer.from_pretrained(ctx.results["sft"]["checkpoint"])
+
+
+def _eval(ctx: DemoContext, key: str) -> None:
+    from agentrl.demo.stages import load_tasks, run_eval
+
+    tasks = load_tasks(ctx.run_dir / "synth" / "tasks_heldout.jsonl", ctx.cfg.eval_tasks)
+    ctx.results[key] = run_eval(ctx.engine, ctx.tokenizer, tasks, ctx.cfg.eval_max_tokens)
+
+
+def stage_eval_base(ctx: DemoContext) -> None:
+    _sync(ctx, ctx.results["init"]["checkpoint"])
+    _eval(ctx, "eval_base")
+
+
+def stage_eval_sft(ctx: DemoContext) -> None:
+    _sync(ctx, ctx.results["sft"]["checkpoint"])
+    _eval(ctx, "eval_sft")
+
+
+def stage_rl(ctx: DemoContext) -> None:
+    from agentrl.demo.stages import load_tasks, run_rl
+    from model.checkpoint import save_checkpoint
+
+    rl_cfg = ctx.cfg.rl.model_copy(update={"run_dir": str(ctx.run_dir / "rl"), "seed": ctx.cfg.seed})
+    tasks = load_tasks(ctx.run_dir / "synth" / "tasks_rl.jsonl", ctx.cfg.rl_task_pool)
+    out = run_rl(ctx.engine, ctx.results["sft"]["checkpoint"], tasks, rl_cfg)
+    final = save_checkpoint(out["model"], out["tokenizer"], ctx.run_dir / "rl" / "final")
+    ctx.results["rl"] = {"steps": out["steps"], "stop_reason": out["stop_reason"], "checkpoint": str(final)}
+
+
+def stage_eval_rl(ctx: DemoContext) -> None:
+    _eval(ctx, "eval_rl")  # the engine already holds the RL weights (synced after every update)
+
+
 STAGES: list[Stage] = [
     Stage("synth", stage_synth, 60),
     Stage("tokenizer+init", stage_init, 30),
     Stage("sft", stage_sft, 400),
+    Stage("engine", stage_engine, 30),
+    Stage("eval base", stage_eval_base, 40),
+    Stage("eval sft", stage_eval_sft, 40),
+    Stage("rl", stage_rl, 400),
+    Stage("eval rl", stage_eval_rl, 40),
 ]
 
 
 def _summary(ctx: DemoContext, wall_s: float) -> dict[str, Any]:
-    sft = ctx.results.get("sft", {})
+    r = ctx.results
+    syncs = r.get("weight_sync", [])
     return {
-        "stages": list(ctx.timings),
-        "synth_accepted": ctx.results.get("synth", {}).get("accepted"),
-        "sft_train_loss": sft.get("train_loss"),
-        "success_base": ctx.results.get("eval_base", {}).get("success"),
-        "success_sft": ctx.results.get("eval_sft", {}).get("success"),
-        "success_rl": ctx.results.get("eval_rl", {}).get("success"),
+        "stages": dict(ctx.timings),
+        "synth_accepted": r.get("synth", {}).get("accepted"),
+        "sft_train_loss": r.get("sft", {}).get("train_loss"),
+        "success_base": r.get("eval_base", {}).get("success"),
+        "success_sft": r.get("eval_sft", {}).get("success"),
+        "success_rl": r.get("eval_rl", {}).get("success"),
+        "tool_call_validity_sft": r.get("eval_sft", {}).get("tool_call_validity"),
+        "tool_call_validity_rl": r.get("eval_rl", {}).get("tool_call_validity"),
+        "weight_sync_s": syncs[-1]["seconds"] if syncs else None,
         "wall_s": round(wall_s, 1),
+        "report_path": r.get("report_path"),
         "run_dir": str(ctx.run_dir),
     }
 
@@ -119,6 +180,10 @@ def run_demo(config_files: list[str], overrides: list[str], quick: bool = False)
             stage.run(ctx)
             ctx.timings[stage.name] = round(time.time() - t0, 1)
             progress.advance(task, stage.expected_s)
+    from agentrl.demo.report import build_demo_report
+
+    ctx.results["report_path"] = str(run_dir / "report" / "index.html")
     summary = _summary(ctx, time.time() - start)
+    build_demo_report(run_dir, summary, ctx.results)
     (run_dir / "summary.json").write_text(json.dumps({"summary": summary, "results": ctx.results}, indent=2))
     return summary

@@ -65,7 +65,7 @@ def test_outputs_equal_sdpa_and_tracking_off_is_sdpa():
     ids = torch.randint(0, 2048, (2, 24))
     with torch.no_grad():
         ref = model(input_ids=ids).logits
-        tracker = MaxLogitTracker(model)
+        tracker = MaxLogitTracker(model, track_no_grad=True)
         tracker.enable()
         tracked = model(input_ids=ids).logits
         tracker.disable()
@@ -81,7 +81,7 @@ def test_maxima_equal_brute_force_with_padding():
     pad = torch.ones(2, 12, dtype=torch.long)
     pad[1, 9:] = 0  # right padding on the second row
     expected_LH = _brute_force_smax(model, ids, pad)
-    tracker = MaxLogitTracker(model)
+    tracker = MaxLogitTracker(model, track_no_grad=True)
     tracker.enable()
     tracker.reset()
     with torch.no_grad():
@@ -94,7 +94,7 @@ def test_maxima_equal_brute_force_with_padding():
 
 def test_running_max_over_micro_batches_and_reset():
     model = _tiny(seed=2)
-    tracker = MaxLogitTracker(model)
+    tracker = MaxLogitTracker(model, track_no_grad=True)
     tracker.enable()
     a, b = torch.randint(0, 2048, (1, 16)), torch.randint(0, 2048, (1, 16))
     with torch.no_grad():
@@ -109,3 +109,16 @@ def test_running_max_over_micro_batches_and_reset():
         model(input_ids=b)
         both = tracker.smax()
     assert torch.equal(both, torch.maximum(smax_a, smax_b))
+
+
+def test_no_grad_forwards_are_not_recorded_by_default():
+    model = _tiny(seed=3)
+    tracker = MaxLogitTracker(model)
+    tracker.enable()
+    tracker.reset()
+    ids = torch.randint(0, 2048, (1, 16))
+    with torch.no_grad():
+        model(input_ids=ids)
+    assert torch.isinf(tracker.smax()).all()
+    model(input_ids=ids).logits.sum().backward()
+    assert torch.isfinite(tracker.smax()).all()

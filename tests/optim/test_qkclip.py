@@ -41,7 +41,7 @@ def test_rerun_after_clip_gives_tau_for_clipped_heads(q_lora_rank):
     # One layer, so re-running the whole batch sees the same attention inputs (k2.md §1.4 "exactness").
     model = tiny_model(seed=0, boost_qk=8.0, num_hidden_layers=1, q_lora_rank=q_lora_rank)
     ids = batch(seed=0)
-    tracker = MaxLogitTracker(model)
+    tracker = MaxLogitTracker(model, track_no_grad=True)
     tracker.enable()
     before = _tracked_smax(model, tracker, ids)[0]
     tau = float(before.median())  # clips about half of the heads
@@ -80,7 +80,7 @@ def test_every_layer_exact_when_replayed_on_its_own_inputs():
     # With several layers, clipping layer l changes the inputs of layer l+1; each layer is exact on its own inputs.
     model = tiny_model(seed=1, boost_qk=8.0)
     ids = batch(seed=1)
-    tracker = MaxLogitTracker(model)
+    tracker = MaxLogitTracker(model, track_no_grad=True)
     tracker.enable()
     captured = {}
 
@@ -121,7 +121,7 @@ def test_optimizer_step_clips_with_the_steps_smax_and_reports_stats():
 
 def test_no_forward_means_no_clip():
     model = tiny_model(seed=3, boost_qk=8.0)
-    tracker = MaxLogitTracker(model)
+    tracker = MaxLogitTracker(model, track_no_grad=True)
     weights = _snapshot(model)
     stats = QKClip(tracker, tau=1.0).apply()
     assert stats["qk_clip/heads_clipped"] == 0

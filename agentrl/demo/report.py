@@ -1,0 +1,103 @@
+"""The demo report: one HTML page a person can read without logs.
+
+Top: held-out success and tool-call validity for the random-init model, after SFT and after RL (bar chart), and
+the SFT loss curve. Below: every RL figure from the RL run's own report (reward, temperature decay, truncation and
+budget, QK-Clip max logits and clipped heads, expert load, critic accuracy when present, weight-sync and step time).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+
+def _bars(path: Path, results: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stages = [("random init", "eval_base"), ("after SFT", "eval_sft"), ("after RL", "eval_rl")]
+    present = [(label, results[key]) for label, key in stages if key in results]
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    width = 0.38
+    xs = range(len(present))
+    succ = [r["success"] for _, r in present]
+    valid = [r["tool_call_validity"] for _, r in present]
+    ax.bar([x - width / 2 for x in xs], succ, width, label="success rate")
+    ax.bar([x + width / 2 for x in xs], valid, width, label="tool-call validity")
+    for x, (s, v) in enumerate(zip(succ, valid, strict=True)):
+        ax.text(x - width / 2, s + 0.01, f"{s:.2f}", ha="center", fontsize=8)
+        ax.text(x + width / 2, v + 0.01, f"{v:.2f}", ha="center", fontsize=8)
+    ax.set_xticks(list(xs), [label for label, _ in present])
+    ax.set_ylim(0, 1.1)
+    ax.set_title(f"Held-out tool_world tasks (n={present[0][1]['episodes'] if present else 0})")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _sft_loss(path: Path, metrics: Path) -> bool:
+    if not metrics.is_file():
+        return False
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    points = [(r["step"], r["loss"]) for r in rows if "loss" in r and "step" in r]
+    if not points:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    ax.plot([p[0] for p in points], [p[1] for p in points])
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (assistant tokens)")
+    ax.set_title("SFT loss (TRL SFTTrainer + MuonClip)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def build_demo_report(run_dir: Path, summary: dict[str, Any], results: dict[str, Any]) -> Path:
+    out = run_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    figures = []
+    if any(k in results for k in ("eval_base", "eval_sft", "eval_rl")):
+        _bars(out / "success.png", results)
+        figures.append(("success", "Success rate and tool-call validity: random init, SFT, RL"))
+    if _sft_loss(out / "sft_loss.png", run_dir / "sft" / "metrics.jsonl"):
+        figures.append(("sft_loss", "SFT loss"))
+    rl_report = run_dir / "rl" / "report"
+    if rl_report.is_dir():
+        for png in sorted(rl_report.glob("*.png")):
+            shutil.copy(png, out / f"rl_{png.name}")
+            figures.append((f"rl_{png.stem}", f"RL: {png.stem.replace('_', ' ')}"))
+    body = "".join(
+        f'<figure id="{stem}"><img src="{stem}.png" alt="{html.escape(title)}">'
+        f"<figcaption>{html.escape(title)}</figcaption></figure>"
+        for stem, title in figures
+    )
+    rows = "".join(
+        f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(json.dumps(v) if not isinstance(v, str) else v)}</td></tr>"
+        for k, v in summary.items()
+    )
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>agentrl demo report</title>"
+        "<style>body{font-family:sans-serif;max-width:1400px;margin:auto}figure{display:inline-block;margin:8px}"
+        "img{max-width:640px}td{padding:0 8px;font-family:monospace}</style></head><body>"
+        "<h1>agentrl demo: a tiny K2 MoE learns tool use (synth → SFT → RL)</h1>"
+        f"{body}<h2>Summary</h2><table>{rows}</table>"
+        # Lets a headless browser test count images that failed to decode (tests/demo/test_demo_quick.py).
+        "<script>window.addEventListener('load',()=>{document.body.dataset.images=document.images.length;"
+        "document.body.dataset.brokenImages=[...document.images].filter(i=>!i.complete||i.naturalWidth===0)"
+        ".length;});</script></body></html>"
+    )
+    index = out / "index.html"
+    index.write_text(page)
+    return index

@@ -1,0 +1,78 @@
+"""`agentrl demo --quick`: every stage completes, metrics are sane and finite, and the report renders in Chromium."""
+
+import json
+import math
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import require_tool
+
+KEYS = (
+    "success_base",
+    "success_sft",
+    "success_rl",
+    "tool_call_validity_sft",
+    "tool_call_validity_rl",
+    "wall_s",
+    "report_path",
+)
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("demo") / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "agentrl.cli.main", "demo", "--quick", "--json", f"run_dir={run_dir}"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_every_stage_completes_with_finite_metrics(quick_demo):
+    for key in KEYS:
+        assert key in quick_demo, key
+    for key in KEYS[:-2]:
+        value = quick_demo[key]
+        assert value is not None and math.isfinite(value) and 0.0 <= value <= 1.0, (key, value)
+    assert set(quick_demo["stages"]) >= {"synth", "sft", "eval base", "eval sft", "rl", "eval rl"}
+    assert quick_demo["synth_accepted"] >= 100
+    assert math.isfinite(quick_demo["sft_train_loss"])
+    assert quick_demo["weight_sync_s"] is not None and quick_demo["weight_sync_s"] > 0
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(quick_demo, tmp_path):
+    chromium = require_tool("chromium")
+    report = quick_demo["report_path"]
+    dom = subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            f"file://{report}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    images = re.search(r'data-images="(\d+)"', dom)
+    broken = re.search(r'data-broken-images="(\d+)"', dom)
+    assert images and broken, dom[:2000]
+    assert int(images.group(1)) >= 3
+    assert int(broken.group(1)) == 0
+    for figure in ("success", "sft_loss", "rl_reward", "rl_temperature"):
+        assert f'id="{figure}"' in dom, figure
