@@ -58,6 +58,8 @@ class PolicyLearner:
         lr_schedule: Schedule,
         ptx: PTXSampler | None = None,
         reference: torch.nn.Module | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if getattr(objective, "needs_reference", False) and reference is None:
             raise ValueError(f"objective {objective.name} needs a reference model")
@@ -66,6 +68,9 @@ class PolicyLearner:
         self.ptx, self.reference = ptx, reference
         self.base_lrs = [g["lr"] for g in optimizer.param_groups]
         self.routers = RouterCapture(model)
+        # Data parallel (FSDP2, train/distributed.py): every rank gets the whole batch and trains the groups
+        # g with g % world_size == rank; gradients are averaged across ranks by FSDP.
+        self.rank, self.world_size = rank, world_size
 
     def _score(self, model: torch.nn.Module, batch: TokenBatch, rows: list[slice]) -> torch.Tensor:
         with torch.no_grad():
@@ -83,14 +88,30 @@ class PolicyLearner:
     ) -> dict[str, Any]:
         cfg = self.config
         first_groups = group_indices(trajectories)
-        order = sorted(range(len(trajectories)), key=lambda i: first_groups[i])
+        order_all = sorted(range(len(trajectories)), key=lambda i: first_groups[i])
+        groups_all = [first_groups[i] for i in order_all]
+        minis_all = _slices(groups_all, cfg.groups_per_minibatch)
+        # Global (all-rank) denominators, so accumulated gradients equal one big batch's.
+        self._denoms = [
+            (m.stop - m.start, sum(trajectories[order_all[i]].num_generated for i in range(m.start, m.stop)))
+            for m in minis_all
+        ]
+        keep = [i for i, g in enumerate(groups_all) if g % self.world_size == self.rank]
+        minis = []
+        for m in minis_all:
+            if len(set(groups_all[m])) % self.world_size:
+                raise ValueError(
+                    f"{len(set(groups_all[m]))} groups per minibatch do not split evenly over {self.world_size} ranks"
+                )
+            local = [j for j, i in enumerate(keep) if m.start <= i < m.stop]
+            minis.append(slice(local[0], local[-1] + 1))
+        order = [order_all[i] for i in keep]
         trajs = [trajectories[i] for i in order]
-        groups_R = group_indices(trajs)
+        groups_R = [groups_all[i] for i in keep]
         device = next(self.model.parameters()).device
         batch = collate(trajs, self.pad_id, default_temperature=temperature).to(device)
         rewards_B = torch.tensor([float(rewards[i]) for i in order], dtype=torch.float32, device=device)
         group_B = torch.tensor(groups_R, dtype=torch.long, device=device)
-        minis = _slices(groups_R, cfg.groups_per_minibatch)
         micro_rows = [s for m in minis for s in self._micro(groups_R, m)]
         metrics: dict[str, Any] = {}
 
@@ -136,10 +157,10 @@ class PolicyLearner:
         opt_steps = 0
         for epoch in range(cfg.updates_per_batch):
             train_ids: list[list[torch.Tensor]] = [[] for _ in score_ids]
-            for mini in minis:
+            for mini_idx, mini in enumerate(minis):
                 self.optimizer.zero_grad(set_to_none=True)
                 for rows in self._micro(groups_R, mini):
-                    weight = self._weight(batch, rows, mini)
+                    weight = self._weight(batch, rows, mini_idx)
                     with self._replay(self._replay_ids(score_ids, rollout_ids), batch, rows), self.routers:
                         lp_BT = token_logprobs(
                             self.model,
@@ -196,10 +217,12 @@ class PolicyLearner:
         inner = _slices(groups_R[mini], self.config.groups_per_microbatch)
         return [slice(mini.start + s.start, mini.start + s.stop) for s in inner]
 
-    def _weight(self, batch: TokenBatch, rows: slice, mini: slice) -> float:
+    def _weight(self, batch: TokenBatch, rows: slice, mini_idx: int) -> float:
+        """This micro-batch's share of its (global) minibatch, times world_size to undo FSDP's gradient averaging."""
+        samples, tokens = self._denoms[mini_idx]
         if getattr(self.objective, "reduction", "sample") == "token":
-            return float(batch.loss_mask_BT[rows].sum()) / max(float(batch.loss_mask_BT[mini].sum()), 1.0)
-        return (rows.stop - rows.start) / (mini.stop - mini.start)
+            return self.world_size * float(batch.loss_mask_BT[rows].sum()) / max(float(tokens), 1.0)
+        return self.world_size * (rows.stop - rows.start) / samples
 
     def _replay_ids(self, score_ids: list[torch.Tensor], rollout_ids) -> list[torch.Tensor]:
         if self.config.routing.replay != "rollout" or rollout_ids is None:
@@ -225,8 +248,10 @@ class PolicyLearner:
         max_norm = self.config.optimizer.grad_clip
         if max_norm is None:
             norms = [p.grad.detach().norm() for p in params]
+            norms = [n.full_tensor() if hasattr(n, "full_tensor") else n for n in norms]
             return float(torch.stack(norms).norm()) if norms else 0.0
-        norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        total = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        norm = float(total.full_tensor() if hasattr(total, "full_tensor") else total)  # DTensor under FSDP2
         return norm if math.isfinite(norm) else float("nan")
 
     def _mismatch_after_update(
