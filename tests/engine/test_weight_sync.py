@@ -49,7 +49,14 @@ def test_resync_of_same_weights_changes_nothing(setup):
     stats = engine.load_weights(checkpoint_named_tensors(model))
     after = engine.generate(PROMPTS, SAMPLING)
     assert [g.token_ids for g in before] == [g.token_ids for g in after]
-    assert max(abs(a - b) for x, y in zip(before, after) for a, b in zip(x.logprobs, y.logprobs)) == 0.0
+    assert (
+        max(
+            abs(a - b)
+            for x, y in zip(before, after, strict=True)
+            for a, b in zip(x.logprobs, y.logprobs, strict=True)
+        )
+        == 0.0
+    )
     assert stats["bytes"] > 0 and stats["bytes_per_s"] > 0
 
 
@@ -74,5 +81,9 @@ def test_sync_matches_new_weights_and_a_fresh_engine(setup, tmp_path):
     fresh = VLLMEngine(str(path), kv_cache_memory_bytes=128 * 1024**2)
     ref = fresh.generate(PROMPTS, SAMPLING)
     assert [g.token_ids for g in ref] == [g.token_ids for g in synced]
-    diff = max(abs(a - b) for x, y in zip(ref, synced) for a, b in zip(x.logprobs, y.logprobs))
+    diff = max(
+        abs(a - b)
+        for x, y in zip(ref, synced, strict=True)
+        for a, b in zip(x.logprobs, y.logprobs, strict=True)
+    )
     assert diff < 1e-4
