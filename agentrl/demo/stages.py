@@ -53,12 +53,24 @@ def run_eval(engine: Any, tokenizer: Any, tasks: list[dict[str, Any]], max_token
     return summary
 
 
+class HeldoutEvaluator:
+    """`Evaluator`: held-out success and tool-call validity through the engine, which holds the synced weights."""
+
+    def __init__(self, engine: Any, tokenizer: Any, tasks: list[dict[str, Any]], max_tokens: int) -> None:
+        self.engine, self.tokenizer, self.tasks, self.max_tokens = engine, tokenizer, tasks, max_tokens
+
+    def __call__(self, model: Any, step: int) -> dict[str, float]:
+        summary = run_eval(self.engine, self.tokenizer, self.tasks, self.max_tokens)
+        return {"success": summary["success"], "tool_call_validity": summary["tool_call_validity"]}
+
+
 def run_rl(
     engine: Any,
     checkpoint: str,
     rl_tasks: list[dict[str, Any]],
     rl_config: Any,
-    eval_fn: Any = None,
+    eval_tasks: list[dict[str, Any]] | None = None,
+    eval_max_tokens: int = 384,
 ) -> dict[str, Any]:
     """RL from `checkpoint`, rolling out with `engine` (weights synced after every update)."""
     from agentrl.rollout.agent_loop import AgentLoop, LoopConfig
@@ -70,6 +82,7 @@ def run_rl(
     from model.checkpoint import load_checkpoint
 
     model, tokenizer = load_checkpoint(checkpoint)
+    eval_fn = HeldoutEvaluator(engine, tokenizer, eval_tasks, eval_max_tokens) if eval_tasks else None
     env = LocalEnv(ToolWorldEnv)
     loop = AgentLoop(engine, tokenizer, LoopConfig(max_turns=8, max_context_tokens=1024))
     tasks = [RLTask(id=t["id"], task_type="tool_use", env="tool_world", spec=t) for t in rl_tasks]

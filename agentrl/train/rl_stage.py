@@ -24,6 +24,10 @@ class RLStageConfig(BaseModel):
     """RL task specs (JSONL, as written by `agentrl synth`)."""
     task_pool: int = Field(400, ge=1)
     """Use at most this many RL tasks."""
+    eval_tasks: str | None = "runs/demo/synth/tasks_heldout.jsonl"
+    """Held-out tasks for the periodic evaluation (`rl.eval_every`); None disables it."""
+    eval_limit: int = Field(50, ge=1)
+    """Held-out tasks per evaluation."""
     max_model_len: int = Field(1024, ge=64)
     """vLLM context length."""
     rl: RLConfig = Field(default_factory=RLConfig)
@@ -39,6 +43,11 @@ def run_rl_stage(cfg: RLStageConfig) -> dict[str, Any]:
     if not (Path(cfg.checkpoint) / "config.json").is_file():
         raise AgentRLError(f"not a checkpoint directory (no config.json): {cfg.checkpoint}")
     engine = make_engine(cfg.checkpoint, cfg.max_model_len, cfg.rl.seed)
-    out = run_rl(engine, cfg.checkpoint, load_tasks(cfg.tasks, cfg.task_pool), cfg.rl)
+    heldout = (
+        load_tasks(cfg.eval_tasks, cfg.eval_limit)
+        if cfg.eval_tasks and Path(cfg.eval_tasks).is_file()
+        else None
+    )
+    out = run_rl(engine, cfg.checkpoint, load_tasks(cfg.tasks, cfg.task_pool), cfg.rl, eval_tasks=heldout)
     final = save_checkpoint(out["model"], out["tokenizer"], Path(cfg.rl.run_dir) / "final")
     return {"steps": out["steps"], "stop_reason": out["stop_reason"], "checkpoint": str(final)}
