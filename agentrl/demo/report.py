@@ -91,7 +91,7 @@ def build_demo_report(run_dir: Path, summary: dict[str, Any], results: dict[str,
         "<!doctype html><html><head><meta charset='utf-8'><title>agentrl demo report</title>"
         "<style>body{font-family:sans-serif;max-width:1400px;margin:auto}figure{display:inline-block;margin:8px}"
         "img{max-width:640px}td{padding:0 8px;font-family:monospace}</style></head><body>"
-        "<h1>agentrl demo: a tiny K2 MoE learns tool use (synth → SFT → RL)</h1>"
+        "<h1>agentrl demo: a tiny K2 MoE through synth → SFT → RL on tool_world</h1>"
         f"{body}<h2>Summary</h2><table>{rows}</table>"
         # Lets a headless browser test count images that failed to decode (tests/demo/test_demo_quick.py).
         "<script>window.addEventListener('load',()=>{document.body.dataset.images=document.images.length;"
