@@ -46,6 +46,7 @@ def run_load(
     lock = threading.Lock()
     stop_enqueue = threading.Event()
     stop_work = threading.Event()
+    fed = threading.Event()  # set after the feeder's last enqueue has returned
     trainer = RolloutClient(url, token, worker_id=f"trainer-{run}", retries=8)
     start_cursor = trainer.collect(since=0, limit=1).next_since
     # Start after every outcome that existed before this run.
@@ -56,26 +57,29 @@ def run_load(
         start_cursor = page.next_since
 
     def feed() -> None:
-        n = 0
-        while not stop_enqueue.is_set():
-            if trainer.metrics()["queued"] < 2 * workers:
-                batch = [f"load-{run}-{n + i}" for i in range(workers)]
-                n += len(batch)
-                trainer.enqueue(
-                    [
-                        {
-                            "id": jid,
-                            "task": {"task_id": jid},
-                            "env": {"endpoint": "http://127.0.0.1:1", "name": "load"},
-                            "sampling": {"temperature": 1.0, "max_tokens": tokens},
-                            "policy_version": 0,
-                        }
-                        for jid in batch
-                    ]
-                )
-                with lock:
-                    enqueued.extend(batch)
-            time.sleep(0.05)
+        try:
+            n = 0
+            while not stop_enqueue.is_set():
+                if trainer.metrics()["queued"] < 2 * workers:
+                    batch = [f"load-{run}-{n + i}" for i in range(workers)]
+                    n += len(batch)
+                    trainer.enqueue(
+                        [
+                            {
+                                "id": jid,
+                                "task": {"task_id": jid},
+                                "env": {"endpoint": "http://127.0.0.1:1", "name": "load"},
+                                "sampling": {"temperature": 1.0, "max_tokens": tokens},
+                                "policy_version": 0,
+                            }
+                            for jid in batch
+                        ]
+                    )
+                    with lock:
+                        enqueued.extend(batch)
+                time.sleep(0.05)
+        finally:
+            fed.set()
 
     def work(i: int) -> None:
         with RolloutClient(url, token, worker_id=f"w{i}-{run}", retries=8) as c:
@@ -83,7 +87,9 @@ def run_load(
                 try:
                     got = c.lease(max_jobs=1 + i % 4)
                     if not got:
-                        if stop_enqueue.is_set():
+                        # Not stop_enqueue: a batch still being enqueued when it was set would be left
+                        # queued by workers that had already quit, and reported as lost.
+                        if fed.is_set():
                             return
                         time.sleep(0.02)
                         continue
