@@ -130,10 +130,6 @@ def bench(
             typer.echo(f"{k}: {v}")
 
 
-def _not_built(stage: str, issue: str) -> None:
-    _fail(f"`agentrl {stage}` is not built yet ({issue}); see README 'Status'")
-
-
 def _stage(config_cls_path: str, run_path: str, config, overrides, json_out: bool, **run_kwargs) -> None:
     """Load a stage config (YAML files + dotted overrides), write it next to the outputs, run, print."""
     from agentrl.config import load_config
