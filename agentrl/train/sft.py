@@ -27,7 +27,7 @@ from model.special_tokens import IM_END
 class SFTStageConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
-    data: str = "runs/synth/train.jsonl"
+    data: str = "runs/synth/trajectories.jsonl"
     """JSONL of {messages, tools} records."""
     init: str = "runs/init"
     """Checkpoint to start from (HF format)."""
