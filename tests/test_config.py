@@ -59,3 +59,12 @@ def test_run_metadata_written(tmp_path):
     assert "optim:" in (tmp_path / "config.yaml").read_text()
     meta = (tmp_path / "meta.json").read_text()
     assert '"versions"' in meta and '"git_sha"' in meta
+
+
+class WithFactory(BaseModel, extra="forbid"):
+    inner: Inner = Field(default_factory=lambda: Inner(lr=0.5, steps=7))
+
+
+def test_overriding_one_key_keeps_the_sections_factory_defaults():
+    cfg = load_config(WithFactory, [], ["inner.steps=9"])
+    assert cfg.inner == Inner(lr=0.5, steps=9)

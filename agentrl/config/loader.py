@@ -86,15 +86,25 @@ def load_config(
     overrides: Sequence[str] = (),
     base: dict[str, Any] | None = None,
 ) -> T:
-    """Merge `base`, then each YAML file, then dotted overrides, and validate into `model_cls`."""
-    data: dict[str, Any] = dict(base or {})
+    """Merge the model's defaults, `base`, each YAML file, then dotted overrides, and validate into `model_cls`.
+
+    Starting from the model's own defaults (its `default_factory` values included) means overriding one key of a
+    nested section keeps that section's other defaults, instead of rebuilding the section from its class defaults.
+    """
+    try:
+        defaults = model_cls().model_dump(mode="json")
+    except ValidationError:  # a model with required fields has no complete default tree
+        defaults = {}
+    data: dict[str, Any] = _deep_merge(defaults, dict(base or {}))
     for f in files:
         data = _deep_merge(data, _read_yaml(Path(f)))
     for path, value in parse_overrides(overrides):
         _check_key_path(model_cls, path, ".".join(path))
         node = data
         for part in path[:-1]:
-            node = node.setdefault(part, {})
+            if node.get(part) is None:  # an optional section that is unset by default: start it empty
+                node[part] = {}
+            node = node[part]
             if not isinstance(node, dict):
                 raise ConfigError(f"override {'.'.join(path)!r}: {part!r} is not a section")
         node[path[-1]] = value
