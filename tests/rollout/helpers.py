@@ -7,16 +7,9 @@ real generation (token equality, logprobs vs the trainer) is tested against real
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
-
-import httpx
-import uvicorn
 
 from agentrl.engine.base import Generation, SamplingSpec
 from model.chat_format import GENERATION_PROMPT, tool_call_id
@@ -28,6 +21,7 @@ from model.special_tokens import (
     TOOL_CALLS_SECTION_BEGIN,
     TOOL_CALLS_SECTION_END,
 )
+from tests.servers import free_port, serve_app  # noqa: F401 (re-exported)
 
 
 def call_text(name: str, args: dict[str, Any], idx: int = 0) -> str:
@@ -72,31 +66,4 @@ class ScriptedEngine:
         return None
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def serve(app: Any) -> Iterator[tuple[str, uvicorn.Server]]:
-    """Run `app` with uvicorn in a thread; yields (base URL, server); stops it on exit."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.05)
-    else:
-        raise RuntimeError(f"server on {url} did not start")
-    try:
-        yield url, server
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+serve = serve_app  # (base URL, server)
