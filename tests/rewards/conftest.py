@@ -171,6 +171,8 @@ def vllm_server_url(tiny_checkpoint: str, tmp_path_factory: pytest.TempPathFacto
 
     import httpx
 
+    from agentrl.engine.cpu_fixes import cpu_server_args
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -181,7 +183,7 @@ def vllm_server_url(tiny_checkpoint: str, tmp_path_factory: pytest.TempPathFacto
         "--dtype", "float32", "--max-model-len", "1024", "--enforce-eager",
         "--kv-cache-memory-bytes", str(256 * 1024**2),
         "--structured-outputs-config", json.dumps({"backend": "xgrammar", "disable_any_whitespace": True}),
-        "--host", "127.0.0.1", "--port", str(port),
+        "--host", "127.0.0.1", "--port", str(port), *cpu_server_args(),
     ]  # fmt: skip
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
