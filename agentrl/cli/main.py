@@ -150,10 +150,27 @@ def _stage(config_cls_path: str, run_path: str, config, overrides, json_out: boo
 
 @app.command("synth")
 def synth(config: ConfigOpt = None, overrides: OverrideArg = None, json_out: JsonOpt = False) -> None:
-    """Generate synthetic tool-use data: tools -> agents and tasks -> trajectories -> judge filter."""
+    """Generate synthetic tool-use data: tools -> agents and tasks -> trajectories -> judge filter.
+
+    `agentrl synth rephrase [-c FILE] [key=value ...]` rephrases knowledge documents instead (docs/synth.md)."""
+    if overrides and overrides[0] == "rephrase":  # an override always has '=', so no clash with a key
+        _synth_rephrase(config, overrides[1:], json_out)
+        return
     _stage(
         "agentrl.synth.config:SynthConfig", "agentrl.synth.pipeline:run_synth", config, overrides, json_out
     )
+
+
+def _synth_rephrase(config, overrides, json_out: bool) -> None:
+    """`agentrl synth rephrase`: like `_stage`, but the stage prints its own one-line report (or skip line)."""
+    from agentrl.config import load_config
+    from agentrl.synth.rephrase import run_rephrase
+    from agentrl.synth.rephrase_config import RephraseConfig
+
+    cfg = _run(load_config, RephraseConfig, config or [], overrides or [])
+    result = _run(run_rephrase, cfg, echo=lambda line: typer.echo(line, err=json_out))
+    if json_out:
+        emit_json(result)
 
 
 @app.command("sft")
