@@ -30,13 +30,13 @@ Server side (`environment.py`, `tools.py`):
 
 Serving (`app.py`, `settings.py`):
     create_env_app(env_factory, settings: ServerSettings | None) -> FastAPI
-    ServerSettings(token, max_sessions, idle_timeout_s, mcp, blocking); .from_env() reads AGENTRL_ENV_TOKEN,
-        AGENTRL_ENV_MAX_SESSIONS, AGENTRL_ENV_IDLE_TIMEOUT_S.
+    ServerSettings(token, max_sessions, idle_timeout_s, max_body_bytes, mcp, blocking); .from_env() reads
+        AGENTRL_ENV_TOKEN, AGENTRL_ENV_MAX_SESSIONS, AGENTRL_ENV_IDLE_TIMEOUT_S, AGENTRL_ENV_MAX_BODY_BYTES.
     Routes: POST /sessions, POST /sessions/{id}/step, GET /sessions/{id}/state, DELETE /sessions/{id},
             GET /health (open), GET /metadata, GET /tools[?session_id], MCP at /mcp and /sessions/{id}/mcp,
             OpenEnv: POST /reset, POST /step, GET /state, GET /schema, WebSocket /ws.
     Errors: 400 EnvError, 401 auth, 404 unknown/expired session or task, 409 episode done, 422 schema,
-            429 session cap; body {"error": "<what is wrong and where>"}.
+            413 body over max_body_bytes (refused unread), 429 session cap; body {"error": "<what is wrong and where>"}.
     Each environment package exposes `environments/NAME/server.py: create_app() -> FastAPI`
     (used by `agentrl serve env NAME`).
 

@@ -6,6 +6,7 @@ Routes (all but /health need the bearer token when one is configured):
 - MCP (streamable HTTP, JSON mode): /mcp and /sessions/{id}/mcp (see mcp_server.py)
 - OpenEnv-compatible: POST /reset, POST /step, GET /state, GET /schema, WebSocket /ws (see openenv.py)
 
+Request bodies over `settings.max_body_bytes` get 413 before they are read (agentrl/body_limit.py).
 Bad requests of every kind get a 4xx with an `error` string naming what is wrong; a failing step leaves
 the session as it was (sessions.py).
 """
@@ -26,6 +27,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
+from agentrl.body_limit import BodyLimitMiddleware
 from environments.protocol.auth import BearerAuth
 from environments.protocol.environment import EnvError, Environment
 from environments.protocol.mcp_server import MCPEndpoint, build_mcp_server
@@ -50,6 +52,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "Unknown, closed or expired session, or unknown task"},
     409: {"description": "The episode is done"},
     422: {"description": "Body does not match the schema"},
+    413: {"description": "Request body over the server's size limit"},
     429: {"description": "Session cap reached"},
 }
 
@@ -251,6 +254,13 @@ def create_env_app(env_factory: Callable[[], Environment], settings: ServerSetti
             Route("/sessions/{session_id}/mcp", endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"])
         )
 
+    # Outside every route and the MCP endpoint: an oversized body is refused before anything buffers it.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        error_key="error",
+        setting="AGENTRL_ENV_MAX_BODY_BYTES",
+    )
     if settings.token:
         app.add_middleware(BearerAuth, token=settings.token)
     return app

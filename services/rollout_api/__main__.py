@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> None:
         choices=["FULL", "NORMAL"],
         help="FULL: a commit survives power loss (fsync per commit); NORMAL: survives process crashes, faster",
     )
+    p.add_argument(
+        "--max-body-bytes", type=int, default=64 * 2**20, help="larger request bodies get 413, unread"
+    )
     p.add_argument("--log-level", default="info")
     args = p.parse_args(argv)
     logging.basicConfig(
@@ -39,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
         max_attempts=args.max_attempts,
         reap_interval_s=args.reap_interval_s,
         sqlite_synchronous=args.sqlite_synchronous,
+        max_body_bytes=args.max_body_bytes,
     )
     logging.getLogger("agentrl.rollout_api").info("store: %s", redact_url(args.db))
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)

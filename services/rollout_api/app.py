@@ -23,9 +23,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from agentrl.body_limit import BodyLimitMiddleware
 from agentrl.schemas.trajectory import Trajectory
 from services.rollout_api.errors import BadRequest, StoreError
-from services.rollout_api.limits import BodyLimitMiddleware
+from services.rollout_api.limits import NonFiniteJSONGuard
 from services.rollout_api.metrics import render_prometheus
 from services.rollout_api.schemas import (
     ID_PATTERN,
@@ -231,7 +232,14 @@ def create_app(
     )
     app.state.store = store
     app.state.settings = settings
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(NonFiniteJSONGuard)
+    # Added last, so outermost: an oversized body is refused before the guard or FastAPI buffers it.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        error_key="detail",
+        setting="--max-body-bytes (create_app(max_body_bytes=...))",
+    )
     _install_handlers(app)
     app.include_router(_routes(store, settings))
 

@@ -1,7 +1,8 @@
-"""Request guards run before FastAPI parses a body: a size limit (413) and a NaN/Infinity check (400).
+"""Request guard run before FastAPI parses a body: a NaN/Infinity check (400).
 
-The body is read here, counted, and replayed to the app, so a chunked upload without Content-Length is capped too
-and memory stays bounded by the limit. Python's json module accepts the non-standard literals NaN and Infinity;
+The size limit (413) is the shared `agentrl.body_limit.BodyLimitMiddleware`, outside this guard, so a chunked
+upload is refused once it passes the limit and this guard never buffers more than `max_body_bytes`. Only JSON
+bodies of non-GET requests are read here, then replayed to the app. Python's json module accepts the non-standard literals NaN and Infinity;
 inside free-form dicts (task, metadata) pydantic would later turn them into null silently, so they are refused
 here. Only bodies that contain those bytes at all are parsed a second time, so the common path costs nothing.
 """
@@ -14,10 +15,12 @@ from typing import Any
 Scope = dict[str, Any]
 
 
-class BodyLimitMiddleware:
-    def __init__(self, app: Any, max_bytes: int) -> None:
+class NonFiniteJSONGuard:
+    """400 for JSON bodies holding NaN/Infinity. Sits inside `agentrl.body_limit.BodyLimitMiddleware`, so the
+    body it buffers is already capped at `max_body_bytes` (an oversized one raises from `receive` here)."""
+
+    def __init__(self, app: Any) -> None:
         self.app = app
-        self.max_bytes = max_bytes
 
     async def _reject(self, send: Any, status: int, detail: str) -> None:
         body = json.dumps({"detail": detail}).encode()
@@ -26,35 +29,23 @@ class BodyLimitMiddleware:
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+        if (
+            scope["type"] != "http"
+            or scope.get("method") in ("GET", "HEAD", "OPTIONS")
+            or not _is_json(scope)
+        ):
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None:
-            try:
-                too_big = int(declared) > self.max_bytes
-            except ValueError:
-                await self._reject(send, 400, "invalid Content-Length header")
-                return
-            if too_big:
-                await self._reject(send, 413, f"request body over the limit of {self.max_bytes} bytes")
-                return
         chunks: list[bytes] = []
-        size = 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._reject(send, 413, f"request body over the limit of {self.max_bytes} bytes")
-                return
-            chunks.append(chunk)
+            chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if (b"NaN" in body or b"Infinity" in body) and _is_json(scope):
+        if b"NaN" in body or b"Infinity" in body:
             problem = _nonfinite(body)
             if problem:
                 await self._reject(send, 400, problem)

@@ -1,5 +1,6 @@
-"""The service image copies only agentrl/{__init__,errors}.py, agentrl/schemas and services/ (services/Dockerfile):
-those files alone must import and build the app, with torch unimportable (architecture.md: import rule).
+"""The service image copies only agentrl/{__init__,errors,body_limit}.py, agentrl/schemas and services/
+(services/Dockerfile): those files alone must import and build the app, with torch unimportable
+(architecture.md: import rule).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ print("ok", len(app.routes))
 
 def test_image_file_set_imports_without_torch(tmp_path: Path) -> None:
     (tmp_path / "agentrl").mkdir()
-    for f in ("__init__.py", "errors.py"):
+    for f in ("__init__.py", "errors.py", "body_limit.py"):
         shutil.copy(ROOT / "agentrl" / f, tmp_path / "agentrl" / f)
     shutil.copytree(ROOT / "agentrl" / "schemas", tmp_path / "agentrl" / "schemas")
     shutil.copytree(ROOT / "services", tmp_path / "services", ignore=shutil.ignore_patterns("__pycache__"))
