@@ -181,7 +181,9 @@ def _write_docs(path, docs: list[dict[str, Any]]) -> str:
     return str(path)
 
 
-def test_run_rephrase_chunks_autoregressively_and_counts_rejections(endpoint, fidelity, tmp_path) -> None:
+def test_run_rephrase_chunks_autoregressively_and_counts_rejections(
+    endpoint, fidelity, tmp_path, tiny_checkpoint
+) -> None:
     url, app = endpoint
     app.state.bodies.clear()
     docs = [
@@ -238,6 +240,17 @@ def test_run_rephrase_chunks_autoregressively_and_counts_rejections(endpoint, fi
     assert photo_text.count("Put differently:") == 3  # all three chunks, in order
     assert photo_text.index("Photosynthesis is") < photo_text.index("Calvin cycle")
     assert stats["endpoint"]["requests"] == len(app.state.bodies)
+    # usable as PTX / SFT data: the K2 chat template trains on the rephrased document only
+    from transformers import AutoTokenizer
+
+    from agentrl.train.ptx import ptx_examples_from_records
+
+    tok = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    examples = ptx_examples_from_records(records, tok, max_length=4096)
+    assert len(examples) == 4
+    for ex, rec in zip(examples, records, strict=True):
+        trained = tok.decode([t for t, m in zip(ex.token_ids, ex.loss_mask, strict=True) if m])
+        assert rec["messages"][1]["content"] in trained and rec["messages"][0]["content"] not in trained
     assert json.loads((tmp_path / "out" / "stats.json").read_text())["accepted"] == 4
 
 
