@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
@@ -170,8 +170,8 @@ def _routes(store: Store, settings: Settings) -> APIRouter:
         kind: Literal["all", "done", "failed"] = "all",
     ) -> Any:
         """Finished jobs after cursor `since`, in commit order: trajectories (state done) and failures."""
-        items, next_since = store.outcomes(since, limit, kind)
-        return {"items": items, "next_since": next_since}
+        # Stored trajectory JSON is passed through unparsed (reads.py, outcomes_json): bounded memory per page.
+        return Response(store.outcomes_json(since, limit, kind), media_type="application/json")
 
     @r.get("/metrics", tags=["ops"], response_model=None)
     def metrics(format: Literal["json", "prometheus"] = "json") -> Any:

@@ -46,8 +46,7 @@ class StoreReads:
             q = q.where(jobs.c.group_id == group_id)
         return self._run(lambda conn: [_job_view(r) for r in conn.execute(q).all()], write=False)
 
-    def outcomes(self, since: int, limit: int, kind: str = "all") -> tuple[list[dict[str, Any]], int]:
-        """Finished jobs with outcome seq > since, in commit order. Returns (items, next cursor)."""
+    def _outcome_rows(self, since: int, limit: int, kind: str) -> list[Any]:
         q = (
             select(
                 jobs.c.id,
@@ -65,20 +64,33 @@ class StoreReads:
         )
         if kind != "all":
             q = q.where(jobs.c.state == kind)
-        rows = self._run(lambda conn: conn.execute(q).all(), write=False)
+        return self._run(lambda conn: conn.execute(q).all(), write=False)
+
+    def outcomes(self, since: int, limit: int, kind: str = "all") -> tuple[list[dict[str, Any]], int]:
+        """Finished jobs with outcome seq > since, in commit order. Returns (items, next cursor)."""
+        rows = self._outcome_rows(since, limit, kind)
         items = [
-            {
-                "seq": r.outcome_seq,
-                "job_id": r.id,
-                "state": r.state,
-                "group_id": r.group_id,
-                "policy_version": r.policy_version,
-                "trajectory": json.loads(r.trajectory) if r.trajectory is not None else None,
-                "failure_reason": r.failure_reason,
-            }
+            {**_outcome_head(r), "trajectory": json.loads(r.trajectory) if r.trajectory is not None else None}
             for r in rows
         ]
         return items, (rows[-1].outcome_seq if rows else since)
+
+    def outcomes_json(self, since: int, limit: int, kind: str = "all") -> bytes:
+        """The same page as `outcomes`, as the JSON of an `OutcomePage`, with each stored trajectory text spliced
+        in as it is (it was validated and canonicalised on submit). Parsing 1000 trajectories into Python
+        objects and serialising them again took ~100 MiB of short-lived objects per page, and the server's RSS
+        kept the high-water mark (docs/reliability.md, "Rollout API memory"); this costs about the page's size.
+        """
+        rows = self._outcome_rows(since, limit, kind)
+        parts = [
+            json.dumps(_outcome_head(r), ensure_ascii=False)[:-1]
+            + ',"trajectory":'
+            + (r.trajectory if r.trajectory is not None else "null")
+            + "}"
+            for r in rows
+        ]
+        next_since = rows[-1].outcome_seq if rows else since
+        return ('{"items":[' + ",".join(parts) + '],"next_since":' + str(int(next_since)) + "}").encode()
 
     def metrics(self) -> dict[str, Any]:
         def tx(conn: Connection) -> dict[str, Any]:
@@ -119,6 +131,17 @@ def _quantile(sorted_values: list[float], q: float) -> float | None:
     if not sorted_values:
         return None
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def _outcome_head(r: Any) -> dict[str, Any]:
+    return {
+        "seq": r.outcome_seq,
+        "job_id": r.id,
+        "state": r.state,
+        "group_id": r.group_id,
+        "policy_version": r.policy_version,
+        "failure_reason": r.failure_reason,
+    }
 
 
 def _job_view(r: Any) -> dict[str, Any]:

@@ -169,6 +169,36 @@ def test_outcome_cursor_pages_in_commit_order(make_store: Any) -> None:
     assert page4 == [] and cur2 == cur == 5
 
 
+def test_outcomes_json_is_the_outcome_page_with_stored_trajectories_spliced_in(make_store: Any) -> None:
+    import json
+
+    from services.rollout_api.schemas import OutcomePage
+
+    s = make_store(max_attempts=1)
+    s.enqueue(specs(4))
+    a, b, c, d = s.lease("w", max_jobs=4)
+    s.submit("job-0", "w", a.lease_id, T("job-0"))
+    s.fail("job-1", "w", b.lease_id, 'env said "no" \u00e9\u4e2d\n\ttab')
+    s.submit("job-2", "w", c.lease_id, T("job-2"))
+    for since, limit, kind in [
+        (0, 10, "all"),
+        (0, 1, "all"),
+        (1, 10, "done"),
+        (0, 10, "failed"),
+        (9, 10, "all"),
+    ]:
+        items, cursor = s.outcomes(since, limit, kind)
+        raw = s.outcomes_json(since, limit, kind)
+        assert json.loads(raw) == {"items": items, "next_since": cursor}, (since, limit, kind)
+        page = OutcomePage.model_validate_json(raw)
+        assert [i.job_id for i in page.items] == [i["job_id"] for i in items]
+    page = OutcomePage.model_validate_json(s.outcomes_json(0, 10))
+    assert page.items[0].trajectory == T("job-0")
+    assert page.items[1].trajectory is None and page.items[1].failure_reason.endswith(
+        '"no" \u00e9\u4e2d\n\ttab'
+    )
+
+
 def test_lease_retry_with_the_same_request_id_returns_the_same_leases(make_store: Any) -> None:
     s = make_store()
     s.enqueue(specs(4))
