@@ -7,10 +7,12 @@
   counts servers whose /health failed afterwards. `auth_checks` / `auth_leaks`: the route-table auth audit.
 - `load_sessions` / `load_steps` / `load_errors`: concurrent sessions against a tool_world server process.
 - `trajectories_lost` / `trajectories_duplicated`: the rollout API load (workers leasing and submitting).
-- `*_rss_*`: server memory after warm-up vs end of the load; `memory_bounded` when growth stays in the margin.
+- `*_rss_*`: server RSS (MiB) after a warm-up round at full concurrency, and `*_rss_growth_after_warmup_mib`
+  from there to the end of the load; `memory_bounded` when both stay within `*_rss_margin_mib`
+  (max(64 MiB, 25 % of the warm RSS), `agentrl.reliability.load`).
 
-Full sizes: 256 sessions / 10k steps, 64 workers / 120 s, 10 examples per operation and mode.
-`--quick`: 64 sessions / 1k steps, 16 workers / 20 s, 3 examples, and the fault cases minus the two slowest
+Full sizes: 256 sessions / 10k steps, 64 workers / 30 s warm-up + 120 s, 10 examples per operation and mode.
+`--quick`: 64 sessions / 1k steps, 16 workers / 10 s warm-up + 20 s, 3 examples, and the fault cases minus the two slowest
 (the real worker process with the warm-started policy, the trainer SIGKILL/resume). Acceptance: survived == injected, fuzz_5xx == load_errors == lost == duplicated == 0.
 """
 
@@ -84,9 +86,9 @@ def run(quick: bool = False) -> dict[str, Any]:
                 "load_steps": env["steps"],
                 "load_errors": env["errors"] + (not env["healthy_after"]),
                 "load_steps_per_s": env["steps_per_s"],
-                "env_rss_warm_mb": env["rss_warm_mb"],
-                "env_rss_growth_mb": env["rss_growth_mb"],
-                "env_rss_margin_mb": env["rss_margin_mb"],
+                "env_rss_warm_mib": env["rss_warm_mib"],
+                "env_rss_growth_after_warmup_mib": env["rss_growth_after_warmup_mib"],
+                "env_rss_margin_mib": env["rss_margin_mib"],
             }
         )
         if env["error_samples"]:
@@ -102,9 +104,11 @@ def run(quick: bool = False) -> dict[str, Any]:
                 "trajectories_lost": api["trajectories_lost"],
                 "trajectories_duplicated": api["trajectories_duplicated"],
                 "api_submits_per_s": api["submits_per_s"],
-                "api_rss_warm_mb": api["rss_warm_mb"],
-                "api_rss_growth_mb": api["rss_growth_mb"],
-                "api_rss_margin_mb": api["rss_margin_mb"],
+                "api_warmup_s": api["warmup_s"],
+                "api_rss_warm_mib": api["rss_warm_mib"],
+                "api_rss_peak_mib": api["rss_peak_mib"],
+                "api_rss_growth_after_warmup_mib": api["rss_growth_after_warmup_mib"],
+                "api_rss_margin_mib": api["rss_margin_mib"],
             }
         )
         out["memory_bounded"] = bool(env["rss_bounded"] and api["rss_bounded"])

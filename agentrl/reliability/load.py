@@ -1,9 +1,10 @@
 """Load with bounded memory: environment servers (concurrent sessions, steps) and the rollout API (workers).
 
 Both servers run in their own processes, as deployed, so the driver does not share their GIL and their
-resident memory (RSS, from /proc) can be sampled. Memory is judged after a warm-up round (imports, pools and
-caches are allocated once), then over the measured run: growth beyond `RSS_MARGIN_MB` or `RSS_MARGIN_FRAC`
-of the warm RSS, whichever is larger, counts as a leak. The env driver is `agentrl.bench.envs._drive` (the
+resident memory (RSS, from /proc) can be sampled. Memory is judged after a warm-up round at the full
+concurrency (imports, thread pools, per-thread malloc arenas, SQLite page caches and the collect path's buffers
+are allocated once and then reused), then over the measured run: `rss_growth_after_warmup_mib` beyond
+`RSS_MARGIN_MB` or `RSS_MARGIN_FRAC` of the warm RSS, whichever is larger, counts as a leak. The env driver is `agentrl.bench.envs._drive` (the
 environments' own load test), the API driver is `services.rollout_api.loadtest.run_load`.
 """
 
@@ -60,13 +61,14 @@ class RssSampler:
 
 
 def memory_verdict(warm_mb: float, end_mb: float, peak_mb: float) -> dict[str, Any]:
+    """Growth from the warm baseline to the end of the run against max(RSS_MARGIN_MB, RSS_MARGIN_FRAC * warm)."""
     margin = max(RSS_MARGIN_MB, RSS_MARGIN_FRAC * warm_mb)
     return {
-        "rss_warm_mb": round(warm_mb, 1),
-        "rss_end_mb": round(end_mb, 1),
-        "rss_peak_mb": round(peak_mb, 1),
-        "rss_growth_mb": round(end_mb - warm_mb, 1),
-        "rss_margin_mb": round(margin, 1),
+        "rss_warm_mib": round(warm_mb, 1),
+        "rss_end_mib": round(end_mb, 1),
+        "rss_peak_mib": round(peak_mb, 1),
+        "rss_growth_after_warmup_mib": round(end_mb - warm_mb, 1),
+        "rss_margin_mib": round(margin, 1),
         "rss_bounded": end_mb - warm_mb <= margin,
     }
 
@@ -133,12 +135,24 @@ def api_server(db: Path, token: str) -> Iterator[tuple[str, subprocess.Popen]]:
             proc.wait(5)
 
 
-def api_load(workdir: Path, workers: int, duration_s: float, token: str = "load-token") -> dict[str, Any]:
-    """`workers` threads leasing and submitting for `duration_s` against a rollout API process; audited."""
+def api_load(
+    workdir: Path,
+    workers: int,
+    duration_s: float,
+    token: str = "load-token",
+    warmup_s: float | None = None,
+) -> dict[str, Any]:
+    """`workers` threads leasing and submitting for `duration_s` against a rollout API process; audited.
+
+    The warm-up is a full round at the same concurrency (`warmup_s`, default a quarter of the run, at least
+    10 s), ending with the collect of its trajectories: a smaller warm-up leaves the thread pool, its malloc
+    arenas and the pooled SQLite connections to be first allocated inside the measured run.
+    """
     from services.rollout_api.loadtest import run_load
 
+    warmup_s = max(10.0, duration_s / 4) if warmup_s is None else warmup_s
     with api_server(workdir / "rollout-load.db", token) as (url, proc):
-        warm = run_load(url, token, workers=min(workers, 8), duration_s=max(2.0, duration_s / 10), tokens=256)
+        warm = run_load(url, token, workers=workers, duration_s=warmup_s, tokens=512)
         warm_mb = rss_mb(proc.pid)
         with RssSampler(proc.pid) as sampler:
             out = run_load(url, token, workers=workers, duration_s=duration_s, tokens=512)
@@ -148,6 +162,34 @@ def api_load(workdir: Path, workers: int, duration_s: float, token: str = "load-
         out[key] += warm[key]
     return {
         **out,
+        "warmup_s": warm["duration_s"],
         "healthy_after": healthy,
         **memory_verdict(warm_mb, end_mb, max(sampler.samples, default=end_mb)),
     }
+
+
+def api_rss_rounds(
+    workdir: Path, workers: int = 64, rounds: int = 8, round_s: float = 60.0, token: str = "load-token"
+) -> list[dict[str, Any]]:
+    """Leak or plateau: `rounds` load rounds at a fixed worker count against one API process and one growing
+    database; the server's RSS and the database size after each round (docs/reliability.md, §4)."""
+    from services.rollout_api.loadtest import run_load
+
+    db = workdir / "rollout-rounds.db"
+    out: list[dict[str, Any]] = []
+    with api_server(db, token) as (url, proc), RssSampler(proc.pid, 2.0) as sampler:
+        for r in range(rounds):
+            res = run_load(url, token, workers=workers, duration_s=round_s, tokens=512)
+            db_bytes = sum(p.stat().st_size for p in workdir.glob(db.name + "*"))
+            out.append(
+                {
+                    "round": r + 1,
+                    "rss_mib": round(rss_mb(proc.pid), 1),
+                    "rss_peak_mib": round(max(sampler.samples, default=0.0), 1),
+                    "db_mib": round(db_bytes / 2**20, 1),
+                    "trajectories": res["trajectories"],
+                    "lost": res["trajectories_lost"],
+                    "duplicated": res["trajectories_duplicated"],
+                }
+            )
+    return out
