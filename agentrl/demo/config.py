@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agentrl.rewards.critic_prompt import CriticPromptConfig
 from agentrl.synth.config import SynthConfig
 from agentrl.train.rl_config import RLConfig
 from agentrl.train.sft import SFTStageConfig
@@ -33,6 +34,28 @@ class TokenizerStageConfig(BaseModel):
     """Train the tokenizer on at most this many records."""
 
 
+class DemoCriticConfig(BaseModel):
+    """K2's self-critique rubric reward and closed-loop critic refinement, with the policy as critic."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    enabled: bool = True
+    reward_weight: float = Field(0.1, ge=0)
+    """Self-critique share next to the environment's verifiable reward (weight 1) on tool-use tasks."""
+    refine_beta: float = Field(0.5, ge=0)
+    """Weight of the critic-refinement loss (verdicts known from verifiable rewards) in the RL update."""
+    refine_batch_size: int = Field(8, ge=1)
+    buffer_size: int = Field(512, ge=1)
+    max_pairs_per_group: int = Field(4, ge=1)
+    holdout_fraction: float = Field(0.25, ge=0, le=1)
+    max_heldout: int = Field(64, ge=1)
+    eval_every: int = Field(5, ge=1)
+    prompt: CriticPromptConfig = CriticPromptConfig(
+        instructions="brief", rubric_detail="names", max_conversation_chars=300, max_response_chars=500
+    )
+    """Compact enough for k2-tiny's 1024-token context; longer prompts abstain and are counted."""
+
+
 class DemoConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
@@ -49,6 +72,7 @@ class DemoConfig(BaseModel):
     """Generated-token budget per evaluation episode."""
     rl: RLConfig = Field(default_factory=_demo_rl)
     """The RL stage (K2 objective, MuonClip, temperature decay, budget control) on tool_world's RL tasks."""
+    critic: DemoCriticConfig = DemoCriticConfig()
     rl_task_pool: int = Field(400, ge=1)
     """RL prompts drawn from the synth RL split."""
     max_model_len: int = Field(1024, ge=128)

@@ -116,9 +116,41 @@ def stage_rl(ctx: DemoContext) -> None:
 
     rl_cfg = ctx.cfg.rl.model_copy(update={"run_dir": str(ctx.run_dir / "rl"), "seed": ctx.cfg.seed})
     tasks = load_tasks(ctx.run_dir / "synth" / "tasks_rl.jsonl", ctx.cfg.rl_task_pool)
-    out = run_rl(ctx.engine, ctx.results["sft"]["checkpoint"], tasks, rl_cfg)
+    out = run_rl(
+        ctx.engine,
+        ctx.results["sft"]["checkpoint"],
+        tasks,
+        rl_cfg,
+        critic_cfg=ctx.cfg.critic,
+        max_model_len=ctx.cfg.max_model_len,
+    )
     final = save_checkpoint(out["model"], out["tokenizer"], ctx.run_dir / "rl" / "final")
     ctx.results["rl"] = {"steps": out["steps"], "stop_reason": out["stop_reason"], "checkpoint": str(final)}
+    if out["critic"] is not None:
+        ctx.results["critic"] = _critic_before_after(ctx, out)
+
+
+def _critic_before_after(ctx: DemoContext, out: dict[str, Any]) -> dict[str, Any]:
+    """Critic pairwise accuracy on the same held-out verifiable pairs, with the SFT weights (before refinement)
+    and the RL weights (after); the engine ends up holding the RL weights again."""
+    from agentrl.rewards.critic_data import evaluate_critic
+    from model.weights import checkpoint_named_tensors
+
+    held = out["reward_fn"].critic_heldout
+    if not held:
+        return {"heldout_pairs": 0}
+    end = evaluate_critic(out["critic"], held)
+    _sync(ctx, ctx.results["sft"]["checkpoint"])
+    start = evaluate_critic(out["critic"], held)
+    ctx.engine.load_weights(checkpoint_named_tensors(out["model"]))
+    return {
+        "heldout_examples": end.n,
+        "accuracy_start": start.accuracy,
+        "accuracy_end": end.accuracy,
+        "pair_accuracy_start": start.pair_accuracy,
+        "pair_accuracy_end": end.pair_accuracy,
+        **out["critic"].metrics(),
+    }
 
 
 def stage_eval_rl(ctx: DemoContext) -> None:
@@ -137,6 +169,20 @@ STAGES: list[Stage] = [
 ]
 
 
+def _max_attention_logit(run_dir: Path) -> float | None:
+    """The largest per-head max attention logit MuonClip saw during RL (what QK-Clip caps at tau)."""
+    path = run_dir / "rl" / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    values = []
+    with path.open() as fh:
+        for line in fh:
+            value = json.loads(line).get("qk_clip/max_logit")
+            if isinstance(value, int | float):
+                values.append(float(value))
+    return max(values) if values else None
+
+
 def _summary(ctx: DemoContext, wall_s: float) -> dict[str, Any]:
     r = ctx.results
     syncs = r.get("weight_sync", [])
@@ -149,6 +195,9 @@ def _summary(ctx: DemoContext, wall_s: float) -> dict[str, Any]:
         "success_rl": r.get("eval_rl", {}).get("success"),
         "tool_call_validity_sft": r.get("eval_sft", {}).get("tool_call_validity"),
         "tool_call_validity_rl": r.get("eval_rl", {}).get("tool_call_validity"),
+        "critic_accuracy_start": r.get("critic", {}).get("accuracy_start"),
+        "critic_accuracy_end": r.get("critic", {}).get("accuracy_end"),
+        "max_attention_logit": _max_attention_logit(ctx.run_dir),
         "weight_sync_s": syncs[-1]["seconds"] if syncs else None,
         "wall_s": round(wall_s, 1),
         "report_path": r.get("report_path"),

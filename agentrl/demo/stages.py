@@ -1,7 +1,10 @@
 """The demo's evaluation and RL stages: vLLM engine + token-in/token-out agent loop over in-process tool_world.
 
 Reward for the demo's RL is tool_world's verifiable reward (final-state check + required outputs, tau-bench style),
-read from the trajectory (`env_reward`); truncated samples get the budget penalty inside the trainer.
+read from the trajectory (`env_reward`), plus K2's self-critique rubric reward with the policy as critic (forced
+choice through the same vLLM engine, `EngineCritic`) at a small weight; truncated samples get the budget penalty
+inside the trainer. Closed-loop critic refinement trains the critic on pairs whose verdict the verifiable reward
+knows (`CriticRefinementLoss`), and the critic's held-out pairwise accuracy is tracked during RL.
 """
 
 from __future__ import annotations
@@ -38,6 +41,50 @@ class EnvReward:
         return RewardOutput(rewards=rewards, success=success)
 
 
+def build_rewards(
+    engine: Any, tokenizer: Any, critic_cfg: Any, max_model_len: int, seed: int
+) -> dict[str, Any]:
+    """{"reward_fn", "aux_losses", "critic"}: env reward alone, or env + self-critique with critic refinement."""
+    if not critic_cfg.enabled:
+        return {"reward_fn": EnvReward(), "aux_losses": [], "critic": None}
+    from agentrl.rewards.compose import ComposeConfig, TaskRewardSpec
+    from agentrl.rewards.engine_critic import EngineCritic
+    from agentrl.rewards.reward_fn import StackRewardFn
+    from agentrl.rewards.self_critique import SelfCritiqueConfig
+    from agentrl.rewards.stack import RewardsConfig, RewardStack
+    from agentrl.train.aux_loss import CriticRefinementLoss
+
+    critic = EngineCritic(engine, tokenizer, max_prompt_tokens=max_model_len - 1)
+    weights = {"env": 1.0}
+    if critic_cfg.reward_weight > 0:
+        weights["self_critique"] = critic_cfg.reward_weight
+    compose = ComposeConfig(
+        task_types={
+            "tool_use": TaskRewardSpec(weights=weights, verifiable=["env"], subjective=["self_critique"])
+        }
+    )
+    config = RewardsConfig(self_critique=SelfCritiqueConfig(prompt=critic_cfg.prompt), compose=compose)
+    reward_fn = StackRewardFn(
+        RewardStack(config, critic_fn=critic),
+        critic_fn=critic,
+        holdout_fraction=critic_cfg.holdout_fraction,
+        max_heldout=critic_cfg.max_heldout,
+        critic_eval_every=critic_cfg.eval_every,
+        max_pairs_per_group=critic_cfg.max_pairs_per_group,
+        seed=seed,
+    )
+    refine = CriticRefinementLoss(
+        reward_fn.drain_critic_examples,
+        tokenizer,
+        beta=critic_cfg.refine_beta,
+        batch_size=critic_cfg.refine_batch_size,
+        max_tokens=max_model_len,
+        buffer_size=critic_cfg.buffer_size,
+        seed=seed,
+    )
+    return {"reward_fn": reward_fn, "aux_losses": [refine], "critic": critic}
+
+
 def make_engine(checkpoint: str, max_model_len: int, seed: int) -> Any:
     from agentrl.engine.vllm_engine import VLLMEngine
 
@@ -71,6 +118,8 @@ def run_rl(
     rl_config: Any,
     eval_tasks: list[dict[str, Any]] | None = None,
     eval_max_tokens: int = 384,
+    critic_cfg: Any = None,
+    max_model_len: int = 1024,
 ) -> dict[str, Any]:
     """RL from `checkpoint`, rolling out with `engine` (weights synced after every update)."""
     from agentrl.rollout.agent_loop import AgentLoop, LoopConfig
@@ -86,18 +135,31 @@ def run_rl(
     env = LocalEnv(ToolWorldEnv)
     loop = AgentLoop(engine, tokenizer, LoopConfig(max_turns=8, max_context_tokens=1024))
     tasks = [RLTask(id=t["id"], task_type="tool_use", env="tool_world", spec=t) for t in rl_tasks]
+    if critic_cfg is None:
+        from agentrl.demo.config import DemoCriticConfig
+
+        critic_cfg = DemoCriticConfig(enabled=False)
+    rewards = build_rewards(engine, tokenizer, critic_cfg, max_model_len, rl_config.seed)
     trainer = RLTrainer(
         rl_config,
         model,
         tasks,
         AgentLoopRollout(loop, env_for=lambda _task: env),
-        EnvReward(),
+        rewards["reward_fn"],
         rl_config.objective.build(),
         rl_config.optimizer.build(),
         pad_id=tokenizer.pad_token_id,
         weight_sync=EngineSync(engine),
         evaluator=eval_fn,
         resume=False,
+        aux_losses=rewards["aux_losses"],
     )
     result = trainer.run()
-    return {"steps": result.steps, "stop_reason": result.stop_reason, "model": model, "tokenizer": tokenizer}
+    return {
+        "steps": result.steps,
+        "stop_reason": result.stop_reason,
+        "model": model,
+        "tokenizer": tokenizer,
+        "reward_fn": rewards["reward_fn"],
+        "critic": rewards["critic"],
+    }

@@ -23,6 +23,9 @@ class SamplingSpec:
     seed: int | None = None
     stop_token_ids: tuple[int, ...] = ()
     ignore_eos: bool = False  # benchmarks: generate exactly max_tokens
+    allowed_token_ids: tuple[
+        int, ...
+    ] = ()  # forced choice (the self-critique verdict); () = whole vocabulary
 
 
 @dataclass

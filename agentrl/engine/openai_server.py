@@ -100,6 +100,8 @@ class OpenAIServerEngine:
             body["seed"] = s.seed
         if s.stop_token_ids:
             body["stop_token_ids"] = list(s.stop_token_ids)
+        if s.allowed_token_ids:
+            body["allowed_token_ids"] = list(s.allowed_token_ids)  # a vLLM extension of the completions API
         choice = self._post("/v1/completions", body)["choices"][0]
         token_ids = list(choice.get("token_ids") or [])
         logprobs = list((choice.get("logprobs") or {}).get("token_logprobs") or [])

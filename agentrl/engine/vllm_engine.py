@@ -76,6 +76,7 @@ class VLLMEngine:
                 logprobs=0,
                 stop_token_ids=list(s.stop_token_ids) or None,
                 ignore_eos=s.ignore_eos,
+                allowed_token_ids=list(s.allowed_token_ids) or None,
                 skip_special_tokens=False,
                 detokenize=False,
             )

@@ -20,7 +20,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from agentrl.rewards.critic_prompt import VERDICT_TOKENS, build_critic_messages, parse_critic_verdict
+from agentrl.rewards.critic_prompt import (
+    VERDICT_TOKENS,
+    CriticPromptConfig,
+    build_critic_messages,
+    parse_critic_verdict,
+)
 from agentrl.rewards.pairwise import Winner
 from agentrl.rewards.rubrics import RubricSet
 from agentrl.schemas.trajectory import Trajectory, TrajectoryStatus
@@ -55,6 +60,7 @@ def build_critic_examples(
     min_margin: float = 1e-6,
     max_pairs_per_group: int | None = None,
     seed: int = 0,
+    prompt: CriticPromptConfig | None = None,
 ) -> list[CriticExample]:
     """Group rollouts by `group_id` (else `task_id`); emit both orders of every pair with differing reward."""
     groups: dict[str, list[tuple[Trajectory, float]]] = defaultdict(list)
@@ -77,7 +83,7 @@ def build_critic_examples(
             for (t1, r1), (t2, r2) in (((ta, ra), (tb, rb)), ((tb, rb), (ta, ra))):
                 out.append(
                     CriticExample(
-                        messages=build_critic_messages(t1, t1, t2, rub),
+                        messages=build_critic_messages(t1, t1, t2, rub, prompt),
                         target="A" if r1 > r2 else "B",
                         group_id=gid,
                         pair_key=key,

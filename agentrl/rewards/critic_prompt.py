@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from agentrl.rewards.base import Subject
 from agentrl.rewards.judge import render_rubrics
 from agentrl.rewards.pairwise import Winner
 from agentrl.rewards.rubrics import Rubric
-from agentrl.rewards.transcript import messages_of, render_messages, split_prompt_response
+from agentrl.rewards.transcript import clip_text, messages_of, render_messages, split_prompt_response
 
 CRITIC_SYSTEM = """You are a critic comparing two candidate responses to the same conversation. Judge them \
 against the rubrics below. Mandatory rubrics must be respected; rubrics of kind "prescriptive" are \
@@ -31,6 +33,22 @@ in which the responses are shown and their length unless a rubric asks for brevi
 
 Think briefly if you need to, then end your answer with the verdict on its own line: [[A]] if Response A is \
 better, or [[B]] if Response B is better."""
+
+CRITIC_SYSTEM_BRIEF = """Compare Response A and Response B to the conversation against the rubrics. Answer \
+[[A]] if A is better, [[B]] if B is better."""
+
+
+class CriticPromptConfig(BaseModel):
+    """How much the critic sees. The defaults are K2's full prompt; a small policy with a short context
+    (the CPU demo's k2-tiny, 1024 tokens) needs the compact form: rubric names only, clipped transcripts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instructions: Literal["full", "brief"] = "full"
+    rubric_detail: Literal["full", "names"] = "full"
+    max_conversation_chars: int | None = Field(default=None, ge=40)
+    max_response_chars: int | None = Field(default=None, ge=40)
+
 
 VERDICT_TOKENS: dict[Winner, str] = {"A": "[[A]]", "B": "[[B]]", "tie": "[[tie]]"}
 
@@ -66,9 +84,15 @@ def parse_critic_verdict(text: str) -> Winner | None:
     return None
 
 
-def _response_block(subject: Subject) -> str:
+def _response_block(subject: Subject, limit: int | None) -> str:
     _, response = split_prompt_response(messages_of(subject))
-    return render_messages(response) if response else "(empty response)"
+    return clip_text(render_messages(response), limit) if response else "(empty response)"
+
+
+def _rubric_block(rubrics: Sequence[Rubric], detail: str) -> str:
+    if detail == "names":
+        return "\n".join(f"- {r.name}{' (mandatory)' if r.mandatory else ''}" for r in rubrics)
+    return render_rubrics(rubrics)
 
 
 def build_critic_messages(
@@ -76,20 +100,23 @@ def build_critic_messages(
     response_a: Subject,
     response_b: Subject,
     rubrics: Sequence[Rubric],
+    config: CriticPromptConfig | None = None,
 ) -> list[dict[str, str]]:
     """OpenAI messages asking the critic to compare A and B. `prompt` is a trajectory (its prompt part is
     used), a list of prompt messages, or the user's text."""
+    cfg = config or CriticPromptConfig()
     if isinstance(prompt, str):
         prompt_msgs: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
     elif isinstance(prompt, Sequence):
         prompt_msgs = list(prompt)
     else:
         prompt_msgs, _ = split_prompt_response(messages_of(prompt))
-    system = f"{CRITIC_SYSTEM}\n\n# Rubrics\n{render_rubrics(rubrics)}"
+    instructions = CRITIC_SYSTEM if cfg.instructions == "full" else CRITIC_SYSTEM_BRIEF
+    system = f"{instructions}\n\n# Rubrics\n{_rubric_block(rubrics, cfg.rubric_detail)}"
     user = (
-        f"# Conversation\n{render_messages(prompt_msgs)}\n\n"
-        f"# Response A\n{_response_block(response_a)}\n\n"
-        f"# Response B\n{_response_block(response_b)}\n\n"
+        f"# Conversation\n{clip_text(render_messages(prompt_msgs), cfg.max_conversation_chars)}\n\n"
+        f"# Response A\n{_response_block(response_a, cfg.max_response_chars)}\n\n"
+        f"# Response B\n{_response_block(response_b, cfg.max_response_chars)}\n\n"
         "Which response is better? End with [[A]] or [[B]]."
     )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]

@@ -9,7 +9,8 @@ judge_tokens)`. That module imports torch, so `RewardBatch` mirrors its fields h
 3. from groups whose task type has a verifiable reward, build critic examples (K2 closed-loop refinement):
    a stable hash of the group id sends each group to the training buffer (drained by the trainer with
    `drain_critic_examples`) or to the held-out set (capped);
-4. every `critic_eval_every` calls, score the critic on the held-out set: `critic/heldout/*` metrics.
+4. on the first call and every `critic_eval_every` calls after it, score the critic on the held-out set:
+   `critic/heldout/*` metrics (the first value is the critic before any refinement).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class StackRewardFn:
         holdout_fraction: float = 0.2,
         max_heldout: int = 256,
         critic_eval_every: int = 5,
+        max_pairs_per_group: int | None = None,
         seed: int = 0,
     ) -> None:
         self.stack = stack
@@ -55,6 +57,7 @@ class StackRewardFn:
         self.holdout_fraction = holdout_fraction
         self.max_heldout = max_heldout
         self.critic_eval_every = critic_eval_every
+        self.max_pairs_per_group = max_pairs_per_group
         self.seed = seed
         self.critic_train: list[CriticExample] = []
         self.critic_heldout: list[CriticExample] = []
@@ -95,7 +98,13 @@ class StackRewardFn:
                 verifiable_groups.extend(members)
         metrics = dict(self.stack.metrics())
         metrics["rewards/abstained"] = float(abstained)
-        new = build_critic_examples(verifiable_groups, self.stack.rubrics, seed=self.seed + self.calls)
+        new = build_critic_examples(
+            verifiable_groups,
+            self.stack.rubrics,
+            seed=self.seed + self.calls,
+            max_pairs_per_group=self.max_pairs_per_group,
+            prompt=self.stack.config.self_critique.prompt,
+        )
         train, held = split_by_group(new, self.holdout_fraction, seed=self.seed)
         self.critic_train.extend(train)
         self.critic_heldout = (self.critic_heldout + held)[-self.max_heldout :]
@@ -105,7 +114,7 @@ class StackRewardFn:
             self.critic_fn
             and self.critic_heldout
             and self.critic_eval_every
-            and self.calls % self.critic_eval_every == 0
+            and (self.calls - 1) % self.critic_eval_every == 0  # from the first call: the untrained critic
         ):
             metrics.update(evaluate_critic(self.critic_fn, self.critic_heldout).metrics())
         tokens = int(metrics.get("judge/prompt_tokens", 0) + metrics.get("judge/completion_tokens", 0))

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentrl.rewards.base import RewardResult, Subject, task_field
-from agentrl.rewards.critic_prompt import build_critic_messages, parse_critic_verdict
+from agentrl.rewards.critic_prompt import CriticPromptConfig, build_critic_messages, parse_critic_verdict
 from agentrl.rewards.openai_client import ChatClient, ChatError
 from agentrl.rewards.pairwise import (
     Comparison,
@@ -36,6 +36,8 @@ class SelfCritiqueConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     pairwise: PairwiseConfig = Field(default_factory=PairwiseConfig)
+    prompt: CriticPromptConfig = Field(default_factory=CriticPromptConfig)
+    """The critic prompt; the closed-loop refinement examples are rendered with the same settings."""
 
 
 # Guided decoding for the verdict: the output is then always one of the two tokens (in a JSON string, which
@@ -91,7 +93,8 @@ class SelfCritiqueReward:
             return x if isinstance(x, Trajectory) or not prompt else prompt
 
         batch = [
-            build_critic_messages(prompt_of(samples[i]), samples[i], samples[j], rubrics) for i, j in pairs
+            build_critic_messages(prompt_of(samples[i]), samples[i], samples[j], rubrics, self.config.prompt)
+            for i, j in pairs
         ]
         texts = self.critic(batch)
         if len(texts) != len(batch):

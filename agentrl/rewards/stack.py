@@ -29,6 +29,7 @@ from agentrl.rewards.verifiers import (
     AnswerMatch,
     CodeRunner,
     ConstraintVerifier,
+    EnvRewardVerifier,
     FinalStateMatch,
     HackCheck,
     SubprocessCodeRunner,
@@ -148,6 +149,7 @@ class RewardStack:
             "constraints": ConstraintVerifier(partial_credit=opts.partial_credit),
             "tool_state": FinalStateMatch.for_tool_world(partial_credit=opts.partial_credit),
             "hack_check": HackCheck(penalties=opts.hack_penalties),
+            "env": EnvRewardVerifier(),
         }
         if "unit_tests" in wanted:
             rewards["unit_tests"] = _code_reward(opts, code_runner)

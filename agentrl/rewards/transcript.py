@@ -36,6 +36,11 @@ def _clip(text: str, limit: int) -> str:
     return f"{text[:half]}\n[... {len(text) - limit} characters omitted ...]\n{text[-half:]}"
 
 
+def clip_text(text: str, limit: int | None) -> str:
+    """`text` cut to about `limit` characters, keeping its head and tail; None = no limit."""
+    return text if limit is None else _clip(text, limit)
+
+
 def render_messages(messages: list[dict[str, Any]], *, max_tool_chars: int = 2000) -> str:
     """`[role]` headed blocks; tool calls as `name(arguments)`."""
     parts = []

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from agentrl.schemas.trajectory import Trajectory
+from agentrl.train.aux_loss import AuxLoss
 from agentrl.train.logprobs import TokenBatch, collate, gap_metrics, token_logprobs, truncated_is_weights
 from agentrl.train.losses import Objective, RLBatch
 from agentrl.train.ptx import PTXSampler, ptx_loss
@@ -60,12 +61,14 @@ class PolicyLearner:
         reference: torch.nn.Module | None = None,
         rank: int = 0,
         world_size: int = 1,
+        aux_losses: Sequence[AuxLoss] = (),
     ) -> None:
         if getattr(objective, "needs_reference", False) and reference is None:
             raise ValueError(f"objective {objective.name} needs a reference model")
         self.model, self.optimizer, self.objective = model, optimizer, objective
         self.config, self.pad_id, self.lr_schedule = config, pad_id, lr_schedule
         self.ptx, self.reference = ptx, reference
+        self.aux_losses = list(aux_losses)
         self.base_lrs = [g["lr"] for g in optimizer.param_groups]
         self.routers = RouterCapture(model)
         # Data parallel (FSDP2, train/distributed.py): every rank gets the whole batch and trains the groups
@@ -190,6 +193,14 @@ class PolicyLearner:
                     loss_ptx = ptx_loss(self.model, ids, attn, mask)
                     (cfg.ptx.beta * loss_ptx).backward()
                     sums["loss/ptx"] = sums.get("loss/ptx", 0.0) + float(loss_ptx.detach())
+                for aux in self.aux_losses:
+                    if aux.beta <= 0 or (aux_batch := aux.next_batch()) is None:
+                        continue
+                    ids, attn, mask = (x.to(device) for x in aux_batch)
+                    loss_aux = ptx_loss(self.model, ids, attn, mask)
+                    (aux.beta * loss_aux).backward()
+                    key = f"loss/{aux.name}"
+                    sums[key] = sums.get(key, 0.0) + float(loss_aux.detach())
                 grad_norm = self._clip()
                 sums["grad_norm"] = sums.get("grad_norm", 0.0) + grad_norm
                 self.optimizer.step()
@@ -201,7 +212,11 @@ class PolicyLearner:
                 )
         for k, v in sums.items():
             metrics[k] = v / opt_steps
-        metrics["loss/total"] = metrics.get("loss/rl", 0.0) + cfg.ptx.beta * metrics.get("loss/ptx", 0.0)
+        metrics["loss/total"] = (
+            metrics.get("loss/rl", 0.0)
+            + cfg.ptx.beta * metrics.get("loss/ptx", 0.0)
+            + sum(a.beta * metrics.get(f"loss/{a.name}", 0.0) for a in self.aux_losses)
+        )
         metrics["lr_scale"] = scale
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         metrics.update(getattr(self.optimizer, "last_stats", {}) or {})

@@ -73,6 +73,20 @@ def ptx_examples_from_records(
     ]
 
 
+def pad_examples(examples: Sequence[SFTExample], pad_id: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Right-padded (input_ids_BT, attention_mask_BT, loss_mask_BT)."""
+    width = max(len(e.token_ids) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    attn = torch.zeros_like(ids)
+    mask = torch.zeros((len(examples), width), dtype=torch.float32)
+    for i, e in enumerate(examples):
+        n = len(e.token_ids)
+        ids[i, :n] = torch.tensor(e.token_ids)
+        attn[i, :n] = 1
+        mask[i, :n] = torch.tensor(e.loss_mask, dtype=torch.float32)
+    return ids, attn, mask
+
+
 def ptx_loss(
     model: torch.nn.Module, input_ids_BT: Tensor, attention_mask_BT: Tensor, loss_mask_BT: Tensor
 ) -> Tensor:
@@ -114,15 +128,7 @@ class PTXSampler:
                 order = self._order()
             picked.append(self.examples[order[self.cursor]])
             self.cursor += 1
-        width = max(len(e.token_ids) for e in picked)
-        ids = torch.full((len(picked), width), self.pad_id, dtype=torch.long)
-        attn = torch.zeros_like(ids)
-        mask = torch.zeros((len(picked), width), dtype=torch.float32)
-        for i, e in enumerate(picked):
-            ids[i, : len(e.token_ids)] = torch.tensor(e.token_ids)
-            attn[i, : len(e.token_ids)] = 1
-            mask[i, : len(e.token_ids)] = torch.tensor(e.loss_mask, dtype=torch.float32)
-        return ids, attn, mask
+        return pad_examples(picked, self.pad_id)
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "cursor": self.cursor}

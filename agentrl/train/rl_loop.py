@@ -21,6 +21,7 @@ import torch
 from agentrl.config.loader import write_run_metadata
 from agentrl.errors import AgentRLError
 from agentrl.schemas.trajectory import Trajectory, TrajectoryStatus
+from agentrl.train.aux_loss import AuxLoss
 from agentrl.train.budget import RunBudget, SampleBudget
 from agentrl.train.checkpoint import load_latest, rng_state, save_train_state, set_rng_state
 from agentrl.train.interfaces import (
@@ -65,6 +66,7 @@ class RLTrainer:
         evaluator: Evaluator | None = None,
         ptx_examples: Sequence[SFTExample] = (),
         resume: bool = True,
+        aux_losses: Sequence[AuxLoss] = (),
     ) -> None:
         # Everything that can reject the config runs before any model work.
         self.budget = SampleBudget(config.budget)
@@ -97,6 +99,7 @@ class RLTrainer:
             config.lr_schedule.build(),
             ptx,
             reference,
+            aux_losses=aux_losses,
         )
         self.run_budget = RunBudget(config.run_budget)
         self.step, self.version = 0, 0
@@ -168,6 +171,8 @@ class RLTrainer:
         t_rollout = time.perf_counter()
         out = self.reward_fn(trajs)
         rewards = self.budget.apply_penalty(trajs, out.rewards)
+        for aux in self.learner.aux_losses:
+            aux.refresh()  # e.g. critic examples the reward function just built from these rollouts
         t_reward = time.perf_counter()
         metrics = self.learner.update(trajs, rewards, self.step, temperature)
         t_train = time.perf_counter()
@@ -177,6 +182,8 @@ class RLTrainer:
         t_sync = time.perf_counter()
         self.run_budget.charge(tokens=sum(len(t.token_ids) for t in trajs), judge_tokens=out.judge_tokens)
         metrics.update(reward_metrics(trajs, out, rewards, cfg.success_threshold))
+        for aux in self.learner.aux_losses:
+            metrics.update(getattr(aux, "metrics", dict)())
         metrics.update(self.budget.metrics(trajs))
         metrics.update(self.run_budget.metrics())
         metrics.update(
@@ -209,6 +216,7 @@ class RLTrainer:
             "reference": None if learner.reference is None else learner.reference.state_dict(),
             "order": self.order.state_dict(),
             "ptx": None if learner.ptx is None else learner.ptx.state_dict(),
+            "aux": {a.name: a.state_dict() for a in learner.aux_losses},
             "run_budget": self.run_budget.state_dict(),
             "rng": rng_state(),
             "config": self.config.model_dump(mode="json"),
@@ -228,6 +236,9 @@ class RLTrainer:
         self.order.load_state_dict(state["order"])
         if learner.ptx is not None and state["ptx"] is not None:
             learner.ptx.load_state_dict(state["ptx"])
+        for aux in learner.aux_losses:
+            if aux.name in state.get("aux", {}):
+                aux.load_state_dict(state["aux"][aux.name])
         self.run_budget.load_state_dict(state["run_budget"])
         self.step, self.version = int(state["step"]), int(state["version"])
         set_rng_state(state["rng"])

@@ -16,6 +16,9 @@ KEYS = (
     "success_rl",
     "tool_call_validity_sft",
     "tool_call_validity_rl",
+    "critic_accuracy_start",
+    "critic_accuracy_end",
+    "max_attention_logit",
     "wall_s",
     "report_path",
 )
@@ -38,9 +41,13 @@ def quick_demo(tmp_path_factory):
 def test_every_stage_completes_with_finite_metrics(quick_demo):
     for key in KEYS:
         assert key in quick_demo, key
-    for key in KEYS[:-2]:
+    for key in KEYS[:5]:
         value = quick_demo[key]
         assert value is not None and math.isfinite(value) and 0.0 <= value <= 1.0, (key, value)
+    for key in ("critic_accuracy_start", "critic_accuracy_end"):  # None when no held-out pair had a winner
+        value = quick_demo[key]
+        assert value is None or 0.0 <= value <= 1.0, (key, value)
+    assert math.isfinite(quick_demo["max_attention_logit"]) and quick_demo["max_attention_logit"] > 0
     assert set(quick_demo["stages"]) >= {"synth", "sft", "eval base", "eval sft", "rl", "eval rl"}
     assert quick_demo["synth_accepted"] >= 100
     assert math.isfinite(quick_demo["sft_train_loss"])
