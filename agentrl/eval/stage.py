@@ -10,9 +10,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agentrl.errors import AgentRLError
+from agentrl.rewards.critic_prompt import CriticPromptConfig
+from agentrl.rewards.judge import JudgeConfig
 
 
 class EvalStageConfig(BaseModel):
@@ -35,6 +37,24 @@ class EvalStageConfig(BaseModel):
     max_model_len: int = Field(1024, ge=64)
     out: str | None = None
     """Write the summary and every trajectory here (JSON + JSONL)."""
+    judge: JudgeConfig | None = None
+    """Score every trajectory with this LLM judge (OpenAI-compatible server) against its rubrics."""
+    rubric_paths: list[str] | None = None
+    """Rubric files/folders for the judge and the critic; None: the repo's rubrics/ folder."""
+    critic_samples: int = Field(0, ge=0)
+    """>= 2: also score the checkpoint as its own critic on pairs of its samples with known winners."""
+    critic_temperature: float = Field(1.0, gt=0)
+    critic_prompt: CriticPromptConfig = CriticPromptConfig(
+        instructions="brief", rubric_detail="names", max_conversation_chars=300, max_response_chars=500
+    )
+    """The demo's compact critic prompt (fits k2-tiny's context); use the defaults for a large model."""
+
+    @field_validator("critic_samples")
+    @classmethod
+    def _pairs_need_two(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("critic_samples must be 0 (off) or at least 2 (the critic compares pairs)")
+        return value
 
 
 def run_eval_stage(cfg: EvalStageConfig) -> dict[str, Any]:
@@ -63,6 +83,27 @@ def run_eval_stage(cfg: EvalStageConfig) -> dict[str, Any]:
     summary, trajectories = evaluate_tool_use(
         engine, tokenizer, tasks, env, temperature=cfg.temperature, max_tokens=cfg.max_tokens
     )
+    if cfg.judge is not None:
+        from agentrl.eval.scores import judge_scores
+
+        summary.update(judge_scores(cfg.judge, trajectories, tasks, cfg.rubric_paths))
+    if cfg.critic_samples:
+        from agentrl.eval.scores import critic_scores
+
+        summary.update(
+            critic_scores(
+                engine,
+                tokenizer,
+                tasks,
+                env,
+                samples=cfg.critic_samples,
+                temperature=cfg.critic_temperature,
+                max_tokens=cfg.max_tokens,
+                max_model_len=cfg.max_model_len,
+                prompt=cfg.critic_prompt,
+                rubric_paths=cfg.rubric_paths,
+            )
+        )
     if cfg.out:
         out = Path(cfg.out)
         out.mkdir(parents=True, exist_ok=True)
