@@ -65,7 +65,7 @@ class DemoConfig(BaseModel):
     preset: str = "k2-tiny"
     synth: SynthConfig = SynthConfig(target=5000)
     tokenizer: TokenizerStageConfig = TokenizerStageConfig()
-    sft: SFTStageConfig = SFTStageConfig(max_steps=400, batch_size=16, lr=3e-3)
+    sft: SFTStageConfig = SFTStageConfig(max_steps=400, batch_size=16, lr=6e-3)
     eval_tasks: int = Field(100, ge=1)
     """Held-out tasks per evaluation (base, after SFT, after RL)."""
     eval_max_tokens: int = Field(384, ge=16)
