@@ -19,6 +19,16 @@ def require_tool(name: str) -> str:
     return path
 
 
+def require_vllm() -> None:
+    """vLLM must import: a failure under CI (which installs it), a skip elsewhere."""
+    try:
+        import vllm  # noqa: F401
+    except ImportError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"vLLM is required in CI: {exc}")
+        pytest.skip(f"vLLM is not installed: {exc}")
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
     from model.checkpoint import init_checkpoint

@@ -25,6 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from agentrl.rewards.rubrics import Rubric, RubricKind, RubricSet, load_rubrics
+from tests.conftest import require_vllm
 
 
 @pytest.fixture(scope="session")
@@ -160,12 +161,7 @@ def vllm_server_url(tiny_checkpoint: str, tmp_path_factory: pytest.TempPathFacto
     if url:
         yield url
         return
-    try:
-        import vllm  # noqa: F401
-    except ImportError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"vLLM is required in CI: {exc}")
-        pytest.skip(f"vLLM is not installed: {exc}")
+    require_vllm()
     import subprocess
     import sys
 

@@ -16,6 +16,7 @@ from agentrl.rewards.openai_client import ChatClientConfig
 from agentrl.synth.rephrase import run_rephrase
 from agentrl.synth.rephrase_config import RephraseConfig
 from agentrl.train.sft import read_jsonl
+from tests.conftest import require_vllm
 from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
@@ -38,12 +39,7 @@ def vllm_url(tiny_checkpoint: str, tmp_path_factory: pytest.TempPathFactory):
     if url:
         yield url
         return
-    try:
-        import vllm  # noqa: F401
-    except ImportError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"vLLM is required in CI: {exc}")
-        pytest.skip(f"vLLM is not installed: {exc}")
+    require_vllm()
     from agentrl.engine.openai_server import VLLMServer
 
     log = tmp_path_factory.mktemp("vllm") / "server.log"
