@@ -32,6 +32,9 @@ class TokenizerStageConfig(BaseModel):
     """Byte-level BPE vocabulary, trained on the synthetic train split (rendered in the K2 chat format)."""
     max_texts: int = Field(3000, ge=10)
     """Train the tokenizer on at most this many records."""
+    isolate_spaces: bool = False
+    """Spaces as their own tokens, so names tokenize the same in prose and in JSON arguments
+    (model/tokenizer.py); off until a demo run measures it."""
 
 
 class DemoCriticConfig(BaseModel):

@@ -55,7 +55,9 @@ def stage_init(ctx: DemoContext) -> None:
             texts.append(render_messages(rec["messages"], tools=rec.get("tools")))
             if len(texts) >= ctx.cfg.tokenizer.max_texts:
                 break
-    tokenizer = train_tokenizer(texts, vocab_size=ctx.cfg.tokenizer.vocab_size)
+    tokenizer = train_tokenizer(
+        texts, vocab_size=ctx.cfg.tokenizer.vocab_size, isolate_spaces=ctx.cfg.tokenizer.isolate_spaces
+    )
     model = build_model(ctx.cfg.preset, tokenizer, seed=ctx.cfg.seed)
     out = save_checkpoint(model, tokenizer, ctx.run_dir / "init")
     params = sum(p.numel() for p in model.parameters())

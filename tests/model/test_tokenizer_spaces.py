@@ -1,0 +1,53 @@
+"""`train_tokenizer(isolate_spaces=True)`: a name is the same token ids in prose and in JSON arguments."""
+
+from __future__ import annotations
+
+import pytest
+
+from model.tokenizer import default_corpus, train_tokenizer
+
+NAMES = ["Lonu", "Degu", "BYC4", "Marisol"]
+
+
+def corpus() -> list[str]:
+    texts = default_corpus()
+    for name in NAMES * 20:  # frequent enough that BPE learns merges for them
+        texts += [f"Please delete the ticket of {name}. Thanks.", f'{{"client":"{name}"}}']
+    return texts
+
+
+@pytest.fixture(scope="module")
+def tokenizers():
+    return train_tokenizer(corpus(), vocab_size=1024), train_tokenizer(
+        corpus(), vocab_size=1024, isolate_spaces=True
+    )
+
+
+def prose_and_json(tok, name: str) -> tuple[list[int], list[int]]:
+    prose = tok.encode(f"ticket of {name}.", add_special_tokens=False)
+    json_ = tok.encode(f'{{"client":"{name}"}}', add_special_tokens=False)
+    return prose, json_
+
+
+def contains(seq: list[int], sub: list[int]) -> bool:
+    return any(seq[i : i + len(sub)] == sub for i in range(len(seq) - len(sub) + 1))
+
+
+def test_default_tokenizer_glues_the_space_to_the_name(tokenizers):
+    default, _ = tokenizers
+    differs = 0
+    for name in NAMES:
+        prose, json_ = prose_and_json(default, name)
+        bare = default.encode(name, add_special_tokens=False)
+        differs += contains(json_, bare) and not contains(prose, bare)
+    assert differs >= 1  # the failure mode the option exists for
+
+
+def test_isolated_spaces_give_the_same_ids_in_both_places_and_round_trip(tokenizers):
+    _, isolated = tokenizers
+    for name in NAMES:
+        prose, json_ = prose_and_json(isolated, name)
+        bare = isolated.encode(name, add_special_tokens=False)
+        assert contains(prose, bare) and contains(json_, bare), name
+    text = 'Hi!  Two  spaces, {"id":"BYC4"} and 1234.'
+    assert isolated.decode(isolated.encode(text, add_special_tokens=False)) == text
