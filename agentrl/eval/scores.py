@@ -73,7 +73,7 @@ def critic_scores(
             seed=seed + 7919 * k,
         )
         for i, t in enumerate(trajs):
-            t.group_id = f"{tasks[i]['id']}"
+            t.group_id = tasks[i]["id"]  # the K samples of a task form one comparison group
         rollouts += trajs
     examples = build_critic_examples(rollouts, load_rubrics(rubric_paths), prompt=prompt)
     critic = EngineCritic(engine, tokenizer, max_prompt_tokens=max_model_len - 1)

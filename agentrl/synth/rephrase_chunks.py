@@ -45,18 +45,12 @@ def split_chunks(text: str, max_chars: int) -> list[str]:
         raise ValueError(f"max_chars must be >= 1, got {max_chars}")
     paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
     chunks: list[str] = []
-    cur = ""
+    group: list[str] = []  # consecutive paragraphs that fit, packed together
     for para in paragraphs:
-        if len(para) > max_chars:
-            if cur:
-                chunks.append(cur)
-                cur = ""
-            chunks += _pack(_pieces(para, max_chars), max_chars, " ")
-        elif cur and len(cur) + 2 + len(para) > max_chars:
-            chunks.append(cur)
-            cur = para
+        if len(para) > max_chars:  # an oversized paragraph stands alone, cut at sentence/word boundaries
+            chunks += _pack(group, max_chars, "\n\n") + _pack(_pieces(para, max_chars), max_chars, " ")
+            group = []
         else:
-            cur = f"{cur}\n\n{para}" if cur else para
-    if cur:
-        chunks.append(cur)
+            group.append(para)
+    chunks += _pack(group, max_chars, "\n\n")
     return chunks

@@ -3,7 +3,7 @@
 PTX (ptx.py) is one; the closed-loop critic refinement (`CriticRefinementLoss`) is another. An auxiliary loss is
 an object with a `name`, a weight `beta`, `refresh()` (pull data produced since the last step), `next_batch()`
 (a right-padded `(input_ids_BT, attention_mask_BT, loss_mask_BT)` or None when it has no data yet) and
-`state_dict()` / `load_state_dict()` so a resumed run continues bit for bit.
+`metrics()` (logged every step) and `state_dict()` / `load_state_dict()` so a resumed run continues bit for bit.
 
 Critic refinement (K2 §3.2.2, "closed-loop critic refinement"): the reward function turns on-policy rollouts of
 verifiable tasks into pairwise critic examples whose correct verdict is known (rewards/critic_data.py); this loss
@@ -29,6 +29,8 @@ class AuxLoss(Protocol):
     def refresh(self) -> None: ...
 
     def next_batch(self) -> tuple[Tensor, Tensor, Tensor] | None: ...
+
+    def metrics(self) -> dict[str, float]: ...
 
     def state_dict(self) -> dict[str, Any]: ...
 

@@ -183,7 +183,7 @@ class RLTrainer:
         self.run_budget.charge(tokens=sum(len(t.token_ids) for t in trajs), judge_tokens=out.judge_tokens)
         metrics.update(reward_metrics(trajs, out, rewards, cfg.success_threshold))
         for aux in self.learner.aux_losses:
-            metrics.update(getattr(aux, "metrics", dict)())
+            metrics.update(aux.metrics())
         metrics.update(self.budget.metrics(trajs))
         metrics.update(self.run_budget.metrics())
         metrics.update(
