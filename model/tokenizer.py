@@ -7,11 +7,17 @@ tasks are never seen in training). K2's special tokens get fixed ids 0..12 and a
 to the space before it, so a name tokenizes differently in prose (`" Lonu"` -> `" L" "on" "u"`) and inside JSON
 arguments (`"Lonu"` -> `"L" "on" "u"`), and copying a name from the user turn into a tool call becomes a learned
 mapping instead of a plain copy of token ids. The price is about one extra token per space.
+
+`entities` (off by default) are whole words that each become one token wherever they stand alone: the closed pool
+of entity values (environments/tool_world/values.py) plus, with `whole_numbers=N`, the integers 0..N-1. A tiny
+policy then copies a name, a code or an amount as one token id, which it learns in a few hundred SFT steps; spelling
+a multi-token value needs induction heads that take far longer to form. They are `AddedToken(single_word=True)`:
+"Dema" inside "Demand" is left to BPE. They count against `vocab_size`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from model.special_tokens import BOS, EOS, IM_END, PAD, SPECIAL_TOKENS
@@ -25,15 +31,26 @@ def chat_template() -> str:
 
 
 def train_tokenizer(
-    texts: Iterable[str], vocab_size: int = 2048, *, isolate_spaces: bool = False
+    texts: Iterable[str],
+    vocab_size: int = 2048,
+    *,
+    isolate_spaces: bool = False,
+    entities: Sequence[str] = (),
+    whole_numbers: int = 0,
 ):  # -> PreTrainedTokenizerFast
     """Train a byte-level BPE on `texts` and wrap it as a transformers tokenizer with the K2 chat template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    if vocab_size < len(SPECIAL_TOKENS) + 256 + 1:
+    words = list(dict.fromkeys([*entities, *(str(n) for n in range(whole_numbers))]))
+    bad = [w for w in words if not w or not all(c.isalnum() for c in w)]
+    if bad:
+        raise ValueError(f"entities must be non-empty alphanumeric words, got {bad[:5]}")
+    bpe_size = vocab_size - len(words)
+    if bpe_size < len(SPECIAL_TOKENS) + 256 + 1:
         raise ValueError(
             f"vocab_size {vocab_size} is too small for 256 bytes plus {len(SPECIAL_TOKENS)} specials"
+            + (f" plus {len(words)} entity tokens" if words else "")
         )
     tok = Tokenizer(models.BPE())
     steps = [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
@@ -42,12 +59,13 @@ def train_tokenizer(
     tok.pre_tokenizer = pre_tokenizers.Sequence(steps)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
+        vocab_size=bpe_size,
         special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
+    tok.add_tokens([AddedToken(w, single_word=True, normalized=False) for w in words])
     wrapped = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token=BOS,

@@ -35,6 +35,10 @@ class TokenizerStageConfig(BaseModel):
     isolate_spaces: bool = False
     """Spaces as their own tokens, so names tokenize the same in prose and in JSON arguments
     (model/tokenizer.py); off until a demo run measures it."""
+    entities: bool = False
+    """One token per value of the closed entity pools (needs `synth.tasks.values=closed`; model/tokenizer.py)."""
+    whole_numbers: int = Field(0, ge=0)
+    """The integers 0..N-1 are one token each."""
 
 
 class DemoCriticConfig(BaseModel):

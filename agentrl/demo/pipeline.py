@@ -55,13 +55,27 @@ def stage_init(ctx: DemoContext) -> None:
             texts.append(render_messages(rec["messages"], tools=rec.get("tools")))
             if len(texts) >= ctx.cfg.tokenizer.max_texts:
                 break
+    tcfg = ctx.cfg.tokenizer
     tokenizer = train_tokenizer(
-        texts, vocab_size=ctx.cfg.tokenizer.vocab_size, isolate_spaces=ctx.cfg.tokenizer.isolate_spaces
+        texts,
+        vocab_size=tcfg.vocab_size,
+        isolate_spaces=tcfg.isolate_spaces,
+        entities=_entity_vocabulary(ctx.run_dir / "synth" / "domains") if tcfg.entities else (),
+        whole_numbers=tcfg.whole_numbers,
     )
     model = build_model(ctx.cfg.preset, tokenizer, seed=ctx.cfg.seed)
     out = save_checkpoint(model, tokenizer, ctx.run_dir / "init")
     params = sum(p.numel() for p in model.parameters())
     ctx.results["init"] = {"checkpoint": str(out), "vocab": len(tokenizer), "params": params}
+
+
+def _entity_vocabulary(domains_dir: Path) -> list[str]:
+    """The closed pools' values for every domain the synth stage used."""
+    from environments.tool_world.domains import load_domains
+    from environments.tool_world.values import closed_vocabulary
+
+    domains = load_domains([domains_dir])
+    return closed_vocabulary(col for d in domains for col in d.value_columns())
 
 
 def stage_sft(ctx: DemoContext) -> None:

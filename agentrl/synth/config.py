@@ -67,6 +67,12 @@ class TasksConfig(_Cfg):
     fail_rate: float = Field(default=0.1, ge=0, le=0.9, description="Transient tool failures per call.")
     partial_rate: float = Field(default=0.2, ge=0, le=0.9, description="Partial pages for list tools.")
     max_steps: int = Field(default=8, ge=1)
+    values: Literal["open", "closed"] = Field(
+        default="open",
+        description="Entity values: `open` = unlimited, held-out tasks use values never seen in training; "
+        "`closed` = fixed pools shared by all splits, one token each with an entity-aware tokenizer "
+        "(environments/tool_world/values.py; for policies too small to spell unseen words).",
+    )
     sft_excluded_templates: list[str] = Field(
         default_factory=list,
         description="Globs `domain.template` kept out of the SFT data but present in held-out and RL tasks "

@@ -19,7 +19,7 @@ from typing import Any
 from agentrl.synth.config import TasksConfig, ToolsConfig
 from environments.tool_world.spec import DomainSpec, TaskSpec, TemplateSpec
 from environments.tool_world.taskgen import TemplateError, instantiate
-from environments.tool_world.values import SPLIT_HELDOUT, SPLIT_TRAIN
+from environments.tool_world.values import SPLIT_CLOSED, SPLIT_HELDOUT, SPLIT_TRAIN
 
 SYSTEM_STYLES = ("", " Be brief.", " Reply in one short sentence.")
 
@@ -104,6 +104,7 @@ class TaskFactory:
         dname, agent, tid = rng.choice([o for o in options if o[0] == dname])
         c = self.cfg
         partition = SPLIT_HELDOUT if split == SPLIT_HELDOUT else SPLIT_TRAIN
+        partition = SPLIT_CLOSED if c.values == "closed" else partition
         task = instantiate(
             self.domains[dname], self.templates[dname][tid], rng, split=partition,
             task_id=f"{split}.{index:06d}.{dname}.{tid}", vague_rate=c.vague_rate, fail_rate=c.fail_rate,

@@ -46,6 +46,9 @@ class SFTStageConfig(BaseModel):
     max_length: int = Field(512, ge=16)
     """Records longer than this (in tokens) are dropped and counted, never silently truncated."""
     packing: bool = False
+    loss_on: Literal["assistant", "all"] = "assistant"
+    """`assistant`: loss on the policy's own tokens only (K2, TRL's assistant_only_loss). `all`: every token, i.e.
+    language modelling on the whole transcript (system, user and tool turns too), for models trained from scratch."""
     optimizer: Literal["muonclip", "adamw"] = "muonclip"
     muonclip: MuonClipConfig = MuonClipConfig()
     seed: int = 0
@@ -81,9 +84,10 @@ def read_jsonl(path: str | Path, limit: int = 0) -> list[dict[str, Any]]:
 
 
 def tokenize_records(
-    records: list[dict[str, Any]], tokenizer: Any, max_length: int
+    records: list[dict[str, Any]], tokenizer: Any, max_length: int, loss_on: str = "assistant"
 ) -> tuple[dict[str, list[list[int]]], dict[str, int]]:
-    """Chat-template each record into input_ids + assistant_masks; drop (and count) over-long ones."""
+    """Chat-template each record into input_ids + assistant_masks (all ones for `loss_on="all"`); drop (and
+    count) over-long ones."""
     columns: dict[str, list[list[int]]] = {"input_ids": [], "assistant_masks": []}
     stats = {
         "records": len(records),
@@ -107,6 +111,8 @@ def tokenize_records(
         if not any(mask):
             stats["dropped_no_assistant"] += 1
             continue
+        if loss_on == "all":
+            mask = [1] * len(ids)
         columns["input_ids"].append(ids)
         columns["assistant_masks"].append(mask)
         stats["tokens"] += len(ids)
@@ -156,7 +162,7 @@ def run_sft(cfg: SFTStageConfig, progress: bool = True) -> dict[str, Any]:
     # weight; Trainer then restores optimizer, scheduler, data order and RNG state from the same directory.
     model, tokenizer = load_checkpoint(last or cfg.init)
     records = read_jsonl(cfg.data, cfg.max_records)
-    columns, stats = tokenize_records(records, tokenizer, cfg.max_length)
+    columns, stats = tokenize_records(records, tokenizer, cfg.max_length, loss_on=cfg.loss_on)
     dataset = Dataset.from_dict(columns)
     args = SFTConfig(
         output_dir=str(out),

@@ -243,6 +243,11 @@ class DomainSpec(_Model):
                     raise ValueError(f"template {tpl.id!r}: bind {var} -> unknown table {target!r}")
         return self
 
+    def value_columns(self) -> list[ColumnSpec]:
+        """Every column a task state or a template's fresh value is drawn from."""
+        cols = [c for table in self.tables.values() for c in table.columns.values()]
+        return cols + [t for tpl in self.templates for t in tpl.bind.values() if isinstance(t, ColumnSpec)]
+
     def tool(self, name: str) -> ToolSpec:
         for t in self.tools:
             if t.name == name:

@@ -5,12 +5,20 @@ allowed to memorise them: held-out tasks must use values never seen in training.
 is assigned to a partition by a stable hash (crc32), so the property holds across runs, seeds and processes
 without keeping a registry. Names and places are made from syllables (short, pronounceable, unlimited);
 codes are a prefix plus three characters from an alphabet without look-alikes (0/O, 1/I/L).
+
+The `closed` partition is the other choice, for policies too small to learn multi-token copying in minutes (the CPU
+demo): every name, place, word and code comes from a fixed pool shared by all splits (`closed_pool`), and
+`closed_vocabulary` lists the pool so a tokenizer can make each value one token. Held-out tasks are then new
+states and requests over known values: the policy must still read the value from the user message or a tool
+result (a pool of 64 names leaves a 1-in-64 guess), but it copies one token instead of spelling an unseen word.
 """
 
 from __future__ import annotations
 
+import functools
 import random
 import zlib
+from collections.abc import Iterable
 
 from environments.tool_world.spec import ColumnSpec
 
@@ -22,6 +30,8 @@ HELDOUT_BUCKETS = 8  # 1 in 8 values belongs to the held-out partition
 
 SPLIT_TRAIN = "train"
 SPLIT_HELDOUT = "heldout"
+SPLIT_CLOSED = "closed"  # fixed shared pools (see the module docstring)
+POOL_SIZES = {"name": 64, "place": 32, "word": 32, "code": 40}
 
 
 def partition(value: str) -> str:
@@ -47,9 +57,34 @@ def _raw(col: ColumnSpec, rng: random.Random) -> str | int:
     return rng.randint(col.lo, col.hi)
 
 
+@functools.cache
+def closed_pool(gen: str, prefix: str = "") -> tuple[str, ...]:
+    """The fixed pool of `gen` values (codes: per prefix), the same in every run and process."""
+    rng = random.Random(f"agentrl-pool:{gen}:{prefix}")
+    col = ColumnSpec(gen=gen, prefix=prefix)
+    pool: dict[str, None] = {}
+    while len(pool) < POOL_SIZES[gen]:
+        pool[str(_raw(col, rng))] = None
+    return tuple(pool)
+
+
+def closed_vocabulary(columns: Iterable[ColumnSpec]) -> list[str]:
+    """Every value the `closed` partition can draw for `columns` (sorted, no duplicates)."""
+    words: set[str] = set()
+    for col in columns:
+        if col.gen in POOL_SIZES:
+            words.update(closed_pool(col.gen, col.prefix if col.gen == "code" else ""))
+    return sorted(words)
+
+
 def draw(col: ColumnSpec, rng: random.Random, split: str, exclude: set | None = None) -> str | int:
     """One value for `col` in partition `split`; enum and int values are shared vocabulary (not partitioned)."""
     exclude = exclude or set()
+    if split == SPLIT_CLOSED and col.gen in POOL_SIZES:
+        free = [v for v in closed_pool(col.gen, col.prefix if col.gen == "code" else "") if v not in exclude]
+        if not free:
+            raise RuntimeError(f"closed {col.gen} pool exhausted ({POOL_SIZES[col.gen]} values all taken)")
+        return rng.choice(free)
     for _ in range(1000):
         v = _raw(col, rng)
         if v in exclude:

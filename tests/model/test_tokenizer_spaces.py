@@ -51,3 +51,28 @@ def test_isolated_spaces_give_the_same_ids_in_both_places_and_round_trip(tokeniz
         assert contains(prose, bare) and contains(json_, bare), name
     text = 'Hi!  Two  spaces, {"id":"BYC4"} and 1234.'
     assert isolated.decode(isolated.encode(text, add_special_tokens=False)) == text
+
+
+def test_entities_and_whole_numbers_are_one_token_everywhere_and_round_trip():
+    entities = ["Lonu", "Degu", "BYC4", "Zorp"]  # Zorp: never in the corpus, so BPE has no merge for it
+    tok = train_tokenizer(
+        corpus(), vocab_size=1024, isolate_spaces=True, entities=entities, whole_numbers=100
+    )
+    assert len(tok) <= 1024  # entity tokens count against the budget
+    for word in [*entities, "7", "42"]:
+        (wid,) = tok.encode(word, add_special_tokens=False)
+        for text in (f"ticket of {word}.", f'{{"client":"{word}","n":{word}}}'):
+            ids = tok.encode(text, add_special_tokens=False)
+            assert wid in ids, text
+            assert tok.decode(ids) == text
+    # a longer word that merely starts with an entity is not split around it
+    ids = tok.encode("Zorpa 420", add_special_tokens=False)
+    assert tok.convert_tokens_to_ids("Zorp") not in ids and tok.convert_tokens_to_ids("42") not in ids
+    assert tok.decode(ids) == "Zorpa 420"
+
+
+def test_bad_entities_and_a_budget_they_overflow_are_rejected():
+    with pytest.raises(ValueError, match="alphanumeric"):
+        train_tokenizer(corpus(), vocab_size=1024, entities=["two words"])
+    with pytest.raises(ValueError, match="entity tokens"):
+        train_tokenizer(corpus(), vocab_size=300, entities=[f"E{i}" for i in range(40)])

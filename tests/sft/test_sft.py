@@ -95,3 +95,16 @@ def test_sft_trains_and_resume_matches_uninterrupted(synth_data, tiny_checkpoint
     logged = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in logged if "loss" in r]
     assert len(losses) == 4 and all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_loss_on_all_trains_every_token(synth_data, tiny_checkpoint):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    records = read_jsonl(synth_data)[:4]
+    assistant, _ = tokenize_records(records, tok, max_length=4096)
+    everything, stats = tokenize_records(records, tok, max_length=4096, loss_on="all")
+    assert everything["input_ids"] == assistant["input_ids"]
+    assert all(all(m) for m in everything["assistant_masks"])
+    assert not all(all(m) for m in assistant["assistant_masks"])
+    assert stats["loss_tokens"] == stats["tokens"]
