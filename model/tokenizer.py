@@ -10,8 +10,8 @@ mapping instead of a plain copy of token ids. The price is about one extra token
 
 `entities` (off by default) are whole words that each become one token wherever they stand alone: the closed pool
 of entity values (environments/tool_world/values.py) plus, with `whole_numbers=N`, the integers 0..N-1. A tiny
-policy then copies a name, a code or an amount as one token id, which it learns in a few hundred SFT steps; spelling
-a multi-token value needs induction heads that take far longer to form. They are `AddedToken(single_word=True)`:
+policy then copies a name, a code or an amount as one token id instead of spelling it piece by piece (measured
+in BENCHMARKS.md: k2-tiny still needs ~1,100 SFT steps of batch 8 before it copies). They are `AddedToken(single_word=True)`:
 "Dema" inside "Demand" is left to BPE. They count against `vocab_size`.
 """
 

@@ -103,8 +103,10 @@ class TaskFactory:
         dname = rng.choice(sorted({o[0] for o in options}))  # balance domains, not templates
         dname, agent, tid = rng.choice([o for o in options if o[0] == dname])
         c = self.cfg
-        partition = SPLIT_HELDOUT if split == SPLIT_HELDOUT else SPLIT_TRAIN
-        partition = SPLIT_CLOSED if c.values == "closed" else partition
+        if c.values == "closed":
+            partition = SPLIT_CLOSED
+        else:
+            partition = SPLIT_HELDOUT if split == SPLIT_HELDOUT else SPLIT_TRAIN
         task = instantiate(
             self.domains[dname], self.templates[dname][tid], rng, split=partition,
             task_id=f"{split}.{index:06d}.{dname}.{tid}", vague_rate=c.vague_rate, fail_rate=c.fail_rate,

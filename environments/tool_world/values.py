@@ -68,20 +68,20 @@ def closed_pool(gen: str, prefix: str = "") -> tuple[str, ...]:
     return tuple(pool)
 
 
+def _pool_of(col: ColumnSpec) -> tuple[str, ...]:
+    return closed_pool(col.gen, col.prefix if col.gen == "code" else "")
+
+
 def closed_vocabulary(columns: Iterable[ColumnSpec]) -> list[str]:
     """Every value the `closed` partition can draw for `columns` (sorted, no duplicates)."""
-    words: set[str] = set()
-    for col in columns:
-        if col.gen in POOL_SIZES:
-            words.update(closed_pool(col.gen, col.prefix if col.gen == "code" else ""))
-    return sorted(words)
+    return sorted({v for col in columns if col.gen in POOL_SIZES for v in _pool_of(col)})
 
 
 def draw(col: ColumnSpec, rng: random.Random, split: str, exclude: set | None = None) -> str | int:
     """One value for `col` in partition `split`; enum and int values are shared vocabulary (not partitioned)."""
     exclude = exclude or set()
     if split == SPLIT_CLOSED and col.gen in POOL_SIZES:
-        free = [v for v in closed_pool(col.gen, col.prefix if col.gen == "code" else "") if v not in exclude]
+        free = [v for v in _pool_of(col) if v not in exclude]
         if not free:
             raise RuntimeError(f"closed {col.gen} pool exhausted ({POOL_SIZES[col.gen]} values all taken)")
         return rng.choice(free)
