@@ -1,10 +1,13 @@
-"""Max-logit tracking: outputs equal sdpa exactly; recorded maxima equal a brute-force computation."""
+"""Max-logit tracking: outputs equal sdpa (bitwise on the "sdpa" strategy, to float rounding on "fused"), and
+recorded maxima equal a brute-force computation on both strategies."""
 
+import pytest
 import torch
 from transformers import AttentionInterface, DeepseekV3ForCausalLM
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from model.maxlogit import MaxLogitTracker
+import model.maxlogit as maxlogit
+from model.maxlogit import MaxLogitTracker, fused_attention_forward, resolve_strategy
 from model.presets import build_config
 
 CAPTURE = "agentrl_test_capture"
@@ -60,28 +63,33 @@ def _brute_force_smax(model, input_ids, pad_mask_bs):
     return torch.stack(out)
 
 
-def test_outputs_equal_sdpa_and_tracking_off_is_sdpa():
+@pytest.mark.parametrize("strategy", ["sdpa", "fused"])
+def test_outputs_equal_sdpa_and_tracking_off_is_sdpa(strategy):
     model = _tiny()
     ids = torch.randint(0, 2048, (2, 24))
     with torch.no_grad():
         ref = model(input_ids=ids).logits
-        tracker = MaxLogitTracker(model, track_no_grad=True)
+        tracker = MaxLogitTracker(model, track_no_grad=True, strategy=strategy)
         tracker.enable()
         tracked = model(input_ids=ids).logits
         tracker.disable()
         again = model(input_ids=ids).logits
-    assert torch.equal(ref, tracked)
+    if strategy == "sdpa":
+        assert torch.equal(ref, tracked)
+    else:  # one QK^T instead of sdpa's q*sqrt(s) @ (k*sqrt(s))^T: float rounding only
+        torch.testing.assert_close(tracked, ref, rtol=1e-5, atol=1e-5)
     assert torch.equal(ref, again)
     assert model.config._attn_implementation == "sdpa"
 
 
-def test_maxima_equal_brute_force_with_padding():
+@pytest.mark.parametrize("strategy", ["sdpa", "fused"])
+def test_maxima_equal_brute_force_with_padding(strategy):
     model = _tiny(seed=1)
     ids = torch.randint(0, 2048, (2, 12))
     pad = torch.ones(2, 12, dtype=torch.long)
     pad[1, 9:] = 0  # right padding on the second row
     expected_LH = _brute_force_smax(model, ids, pad)
-    tracker = MaxLogitTracker(model, track_no_grad=True)
+    tracker = MaxLogitTracker(model, track_no_grad=True, strategy=strategy)
     tracker.enable()
     tracker.reset()
     with torch.no_grad():
@@ -90,6 +98,96 @@ def test_maxima_equal_brute_force_with_padding():
     assert got_LH.shape == (4, 4)
     torch.testing.assert_close(got_LH, expected_LH.float(), rtol=1e-5, atol=1e-4)
     assert got_LH.max() > 5.0  # the test would be vacuous with tiny logits
+
+
+def test_auto_strategy_is_fused_on_cpu_and_names_are_checked():
+    assert resolve_strategy("auto", torch.device("cpu")) == "fused"
+    assert resolve_strategy("auto", torch.device("cuda")) == "sdpa"
+    with pytest.raises(ValueError, match="strategy"):
+        MaxLogitTracker(_tiny(), strategy="flash")
+
+
+class _Module(torch.nn.Module):
+    def __init__(self, groups: int = 1) -> None:
+        super().__init__()
+        self.num_key_value_groups = groups
+        self.is_causal = True
+
+
+def _sdpa(module, q, k, v, mask, **kwargs):
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    return sdpa_attention_forward(module, q, k, v, mask, **kwargs)[0]
+
+
+def _brute_max(q, k, allowed, scale):
+    logits = (q.double() @ k.double().transpose(-1, -2)) * scale
+    return logits.masked_fill(~allowed, float("-inf")).amax(dim=(0, 2, 3)).float()
+
+
+@pytest.mark.parametrize("block", [1 << 18, 64])  # one block, and many query blocks of 4 rows
+@pytest.mark.parametrize("case", ["causal", "left_pad", "gqa", "float_mask", "kv_longer"])
+def test_fused_attention_equals_sdpa_output_grads_and_max(monkeypatch, block, case):
+    monkeypatch.setattr(maxlogit, "_FUSED_BLOCK_ELEMENTS", block)
+    gen = torch.Generator().manual_seed(7)
+    b, heads, q_len, kv_len, d, dv = 2, 4, 9, 9, 24, 8
+    groups = 2 if case == "gqa" else 1
+    if case == "kv_longer":
+        kv_len = 13  # is_causal with a longer key cache: sdpa_attention_forward crops keys to q_len
+    q = (3 * torch.randn(b, heads, q_len, d, generator=gen)).requires_grad_()
+    k = (3 * torch.randn(b, heads // groups, kv_len, d, generator=gen)).requires_grad_()
+    v = torch.randn(b, heads // groups, kv_len, dv, generator=gen).requires_grad_()
+    module = _Module(groups)
+    mask = None
+    if case == "left_pad":  # row 1 has 3 pad tokens on the left: its first query rows see no key at all
+        keys_ok = torch.ones(b, kv_len, dtype=torch.bool)
+        keys_ok[1, :3] = False
+        mask = torch.ones(q_len, kv_len, dtype=torch.bool).tril()[None, None] & keys_ok[:, None, None, :]
+    if case == "float_mask":
+        allowed = torch.ones(q_len, kv_len, dtype=torch.bool).tril()[None, None].expand(b, 1, q_len, kv_len)
+        mask = torch.zeros(b, 1, q_len, kv_len).masked_fill(~allowed, torch.finfo(torch.float32).min)
+    scale = d**-0.5
+    ref = _sdpa(module, q, k, v, mask, scaling=scale)
+    out, head_max = fused_attention_forward(module, q, k, v, mask, scaling=scale)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    grads_ref = torch.autograd.grad(ref.square().sum(), (q, k, v))
+    grads = torch.autograd.grad(out.square().sum(), (q, k, v))
+    for got, want in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    # The max over exactly the logits that reach the softmax, from an independent float64 computation.
+    k_rep = k.detach().repeat_interleave(groups, dim=1)[
+        :, :, : min(kv_len, q_len) if mask is None else kv_len
+    ]
+    if mask is None:
+        allowed_mask = torch.ones(q_len, k_rep.shape[2], dtype=torch.bool).tril()[None, None]
+    elif mask.dtype == torch.bool:
+        allowed_mask = mask
+    else:
+        allowed_mask = mask > torch.finfo(torch.float32).min / 2
+    torch.testing.assert_close(
+        head_max, _brute_max(q.detach(), k_rep, allowed_mask, scale), rtol=1e-6, atol=1e-5
+    )
+    if case == "left_pad":
+        assert torch.isfinite(out).all()  # fully masked rows give zeros, as sdpa's safe softmax does
+
+
+def test_fused_training_forward_matches_sdpa_loss_and_grads():
+    ids = torch.randint(0, 2048, (2, 20), generator=torch.Generator().manual_seed(3))
+    losses, grads = [], []
+    for track in (False, True):
+        model = _tiny(seed=4).train()
+        tracker = MaxLogitTracker(model, strategy="fused")
+        if track:
+            tracker.enable()
+            tracker.reset()
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+        if track:
+            assert torch.isfinite(tracker.smax()).all()
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-3, atol=1e-5)
 
 
 def test_running_max_over_micro_batches_and_reset():
