@@ -16,8 +16,14 @@ Deviation: Newton-Schulz runs in bf16 as in K2/Moonlight wherever bf16 matmuls a
 bf16 matmul run it 10-70x slower than fp32, so `ns_dtype="auto"` (see `resolve_ns_dtype`) picks fp32 on CPU.
 
 Fused MoE experts: `experts.gate_up_proj` [E, 2I, H] holds 2E matrices of shape [I, H] and `experts.down_proj`
-[E, H, I] holds E matrices. We reshape to [E * chunks, A, B] and run Newton-Schulz batched over the leading dim
+[E, H, I] holds E matrices. We view them as [E * chunks, A, B] and run Newton-Schulz batched over the leading dim
 (each matrix normalised by its own Frobenius norm), which is what K2's "each weight W in R^{n x m}" asks for.
+`orthogonalize_stacks` pools every stack whose matrices have the same shape once oriented wide (the down
+projections [H, I] are the transposes of the gate/up matrices [I, H]), so all expert matrices of a step go through
+one batched matmul chain. On accelerators that replaces E * chunks * layers chains of small kernels by one. On a
+CPU the batch is cut into cache-sized blocks instead: there the per-matrix loop already runs the matmuls at
+70-95% of a large sgemm's rate (measured by `agentrl bench optim`, see docs/optim.md), so batching can only save
+per-call overhead, and one huge batch spills the caches and is slower than the loop.
 
 Shape legend: `_AB` one matrix, `_NAB` a batch of N matrices.
 """
@@ -33,6 +39,13 @@ NS_COEFFICIENTS: tuple[float, float, float] = (3.4445, -4.7750, 2.0315)
 NS_STEPS = 5
 NS_EPS = 1e-7
 RMS_MATCH = 0.2
+# Elements per batched Newton-Schulz call (`orthogonalize_stacks`). CPU: a block whose X, Gram and polynomial
+# stay cache-resident. k2-tiny's 144 [96, 128] expert matrices at 1 thread: blocks of 2^15-2^18 elements run
+# within noise of the per-matrix loop (0.9-1.1x), all 144 in one batch 0.6-0.8x (it spills the caches).
+# Accelerators: large enough that a whole step's expert matrices of a small model go in one call, small enough to
+# bound the workspace (2^28 elements = 1 GiB in fp32 per operand).
+NS_BLOCK_ELEMENTS_CPU = 1 << 17
+NS_BLOCK_ELEMENTS_ACCEL = 1 << 28
 
 
 def newton_schulz(
@@ -51,8 +64,8 @@ def newton_schulz(
         raise ValueError(f"newton_schulz expects a [A, B] or [N, A, B] tensor, got shape {tuple(grad.shape)}")
     a, b, c = coefficients
     tall = grad.size(-2) > grad.size(-1)
-    x = grad.to(dtype, copy=True)  # a copy: the 2-D path normalises in place
     if grad.ndim == 2:
+        x = grad.to(dtype, copy=True)  # a copy: the 2-D path normalises in place
         x_AB = x.T if tall else x
         x_AB.div_(x_AB.norm().clamp(min=eps))
         for _ in range(steps):
@@ -60,13 +73,35 @@ def newton_schulz(
             poly = torch.addmm(gram, gram, gram, beta=b, alpha=c)
             x_AB = torch.addmm(x_AB, poly, x_AB, beta=a)
         return x_AB.T if tall else x_AB
-    x_NAB = x.mT if tall else x
-    x_NAB = x_NAB / x_NAB.norm(dim=(-2, -1), keepdim=True).clamp(min=eps)
-    for _ in range(steps):
+    x = grad.to(dtype)
+    ortho_NAB = _newton_schulz_wide(x.mT if tall else x, coefficients, steps, eps)
+    return ortho_NAB.mT if tall else ortho_NAB
+
+
+def _newton_schulz_wide(
+    x_NAB: Tensor,
+    coefficients: tuple[float, float, float],
+    steps: int,
+    eps: float,
+    out: Tensor | None = None,
+) -> Tensor:
+    """The batched iteration on wide matrices (A <= B) already in the working dtype; the last matmul writes `out`."""
+    a, b, c = coefficients
+    # The working copy, contiguous even when x_NAB is a transposed view (bmm is slow on transposed strides).
+    norm = x_NAB.norm(dim=(-2, -1), keepdim=True).clamp(min=eps)
+    x_NAB = torch.div(x_NAB, norm, out=torch.empty(x_NAB.shape, dtype=x_NAB.dtype, device=x_NAB.device))
+    for step in range(steps):
         gram = x_NAB @ x_NAB.mT
         poly = torch.baddbmm(gram, gram, gram, beta=b, alpha=c)
-        x_NAB = torch.baddbmm(x_NAB, poly, x_NAB, beta=a)
-    return x_NAB.mT if tall else x_NAB
+        last = step == steps - 1 and out is not None
+        x_NAB = (
+            torch.baddbmm(x_NAB, poly, x_NAB, beta=a, out=out)
+            if last
+            else torch.baddbmm(x_NAB, poly, x_NAB, beta=a)
+        )
+    if out is not None and steps == 0:
+        return out.copy_(x_NAB)
+    return x_NAB
 
 
 def resolve_ns_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -99,6 +134,104 @@ def matrix_view(param: Tensor, chunks: int) -> Tensor:
     return param.reshape(experts * chunks, rows // chunks, cols)
 
 
+def ns_block_elements(device: torch.device) -> int:
+    """Elements per batched Newton-Schulz call on `device` (see NS_BLOCK_ELEMENTS_CPU / _ACCEL)."""
+    return NS_BLOCK_ELEMENTS_CPU if device.type == "cpu" else NS_BLOCK_ELEMENTS_ACCEL
+
+
+def _plan_blocks(sizes: list[int], per_block: int) -> list[list[tuple[int, int, int]]]:
+    """Blocks of (stack, start, stop) ranges with at most `per_block` matrices each.
+
+    A stack larger than a block is split into near-equal blocks of its own (views, no copy); smaller stacks are
+    packed whole into shared blocks (one concatenation per block) while they fit.
+    """
+    blocks: list[list[tuple[int, int, int]]] = []
+    shared: list[tuple[int, int, int]] = []
+    filled = 0
+    for index, size in enumerate(sizes):
+        if size >= per_block:
+            pieces = -(-size // per_block)
+            bounds = [size * k // pieces for k in range(pieces + 1)]
+            blocks.extend([[(index, lo, hi)] for lo, hi in zip(bounds, bounds[1:], strict=False)])
+            continue
+        if filled + size > per_block:
+            blocks.append(shared)
+            shared, filled = [], 0
+        shared.append((index, 0, size))
+        filled += size
+    if shared:
+        blocks.append(shared)
+    return blocks
+
+
+def orthogonalize_stacks(
+    stacks: list[Tensor],
+    coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
+    steps: int = NS_STEPS,
+    eps: float = NS_EPS,
+    dtype: torch.dtype = torch.bfloat16,
+    block_elements: int | None = None,
+) -> list[Tensor]:
+    """Newton-Schulz of every matrix in a list of [N_i, A_i, B_i] stacks, pooled into batched calls.
+
+    Stacks are oriented wide (a tall stack is transposed, so the Gram matrix is the small one) and grouped by the
+    oriented shape; each group is orthogonalised in batched calls of at most `block_elements` elements (default:
+    `ns_block_elements(device)`, see `_plan_blocks`). Each matrix is normalised by its own norm, so the result
+    equals `newton_schulz` on each matrix alone. Returns one [N_i, A_i, B_i] tensor (in `dtype`) per stack.
+    """
+    if any(stack.ndim != 3 for stack in stacks):
+        raise ValueError("orthogonalize_stacks expects [N, A, B] stacks")
+    if not stacks:
+        return []
+    if block_elements is None:
+        block_elements = ns_block_elements(stacks[0].device)
+    tall = [stack.size(-2) > stack.size(-1) for stack in stacks]
+    wide = [(stack.mT if t else stack).to(dtype) for stack, t in zip(stacks, tall, strict=True)]
+    results = [torch.empty(w.shape, dtype=dtype, device=w.device) for w in wide]  # contiguous, wide
+    buckets: dict[tuple[int, int], list[int]] = {}
+    for index, w in enumerate(wide):
+        buckets.setdefault((w.size(-2), w.size(-1)), []).append(index)
+    for (rows, cols), members in buckets.items():
+        per_block = max(1, block_elements // (rows * cols))
+        for block in _plan_blocks([wide[i].size(0) for i in members], per_block):
+            if len(block) == 1:  # a view of one stack: the last matmul writes straight into its result
+                pos, lo, hi = block[0]
+                i = members[pos]
+                _newton_schulz_wide(wide[i][lo:hi], coefficients, steps, eps, out=results[i][lo:hi])
+                continue
+            pooled_NAB = torch.cat([wide[members[pos]][lo:hi] for pos, lo, hi in block])
+            ortho_NAB = _newton_schulz_wide(pooled_NAB, coefficients, steps, eps)
+            offset = 0
+            for pos, lo, hi in block:
+                results[members[pos]][lo:hi].copy_(ortho_NAB[offset : offset + hi - lo])
+                offset += hi - lo
+    return [r.mT if t else r for r, t in zip(results, tall, strict=True)]
+
+
+def muon_momentum_(
+    params: list[Tensor],
+    grads: list[Tensor],
+    momentum_bufs: list[Tensor],
+    *,
+    lr: float,
+    weight_decay: float,
+    momentum: float,
+    nesterov: bool,
+) -> list[Tensor]:
+    """The momentum update and decoupled weight decay, in place; returns the Newton-Schulz inputs U_t."""
+    torch._foreach_lerp_(momentum_bufs, grads, 1 - momentum)
+    updates = torch._foreach_lerp(grads, momentum_bufs, momentum) if nesterov else list(momentum_bufs)
+    if weight_decay != 0:
+        torch._foreach_mul_(params, 1 - lr * weight_decay)
+    return updates
+
+
+def apply_orthogonal_(param: Tensor, ortho_NAB: Tensor, lr: float) -> None:
+    """W <- W - lr * 0.2 * sqrt(max(A, B)) * O, with A, B the shape of each matrix in `ortho_NAB` ([A, B] or [N, A, B])."""
+    scale = rms_match_scale(ortho_NAB.size(-2), ortho_NAB.size(-1))
+    param.add_(ortho_NAB.reshape(param.shape), alpha=-lr * scale)
+
+
 def muon_step_(
     params: list[Tensor],
     grads: list[Tensor],
@@ -114,15 +247,23 @@ def muon_step_(
     eps: float = NS_EPS,
     ns_dtype: torch.dtype = torch.bfloat16,
 ) -> None:
-    """One in-place Muon step on `params` (all 2-D, or all 3-D expert stacks split into `chunks` along dim 1)."""
+    """One in-place Muon step on `params` (all 2-D, or all 3-D expert stacks split into `chunks` along dim 1).
+
+    2-D matrices go through `newton_schulz` one by one (bitwise torch.optim.Muon); expert stacks are pooled by
+    `orthogonalize_stacks`.
+    """
     if not params:
         return
-    torch._foreach_lerp_(momentum_bufs, grads, 1 - momentum)
-    updates = torch._foreach_lerp(grads, momentum_bufs, momentum) if nesterov else momentum_bufs
-    if weight_decay != 0:
-        torch._foreach_mul_(params, 1 - lr * weight_decay)
-    for param, update in zip(params, updates, strict=True):
-        update_NAB = matrix_view(update, chunks)
-        ortho = newton_schulz(update_NAB, coefficients, steps, eps, ns_dtype)
-        scale = rms_match_scale(update_NAB.size(-2), update_NAB.size(-1))
-        param.add_(ortho.reshape(param.shape), alpha=-lr * scale)
+    updates = muon_momentum_(
+        params, grads, momentum_bufs, lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov
+    )
+    views = [matrix_view(update, chunks) for update in updates]
+    stacked = [i for i, view in enumerate(views) if view.ndim == 3]
+    orthos: list[Tensor] = [
+        newton_schulz(view, coefficients, steps, eps, ns_dtype) if view.ndim == 2 else view for view in views
+    ]
+    pooled = orthogonalize_stacks([views[i] for i in stacked], coefficients, steps, eps, ns_dtype)
+    for i, ortho in zip(stacked, pooled, strict=True):
+        orthos[i] = ortho
+    for param, ortho in zip(params, orthos, strict=True):
+        apply_orthogonal_(param, ortho, lr)

@@ -22,7 +22,17 @@ import torch
 from agentrl.errors import ConfigError
 from agentrl.optim.adamw import adamw_step_
 from agentrl.optim.balance import ExpertLoadBalancer
-from agentrl.optim.muon import NS_COEFFICIENTS, NS_EPS, NS_STEPS, muon_step_, resolve_ns_dtype
+from agentrl.optim.muon import (
+    NS_COEFFICIENTS,
+    NS_EPS,
+    NS_STEPS,
+    apply_orthogonal_,
+    matrix_view,
+    muon_momentum_,
+    newton_schulz,
+    orthogonalize_stacks,
+    resolve_ns_dtype,
+)
 from agentrl.optim.qkclip import QKClip
 
 KINDS = ("muon", "adamw")
@@ -97,10 +107,9 @@ class MuonClip(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        self._muon_groups([group for group in self.param_groups if group["kind"] == "muon"])
         for group in self.param_groups:
-            if group["kind"] == "muon":
-                self._muon_group(group)
-            else:
+            if group["kind"] == "adamw":
                 self._adamw_group(group)
         stats: dict[str, Any] = {}
         if self.qk_clip is not None:
@@ -110,35 +119,54 @@ class MuonClip(torch.optim.Optimizer):
         self.last_stats = stats
         return loss
 
-    def _muon_group(self, group: dict[str, Any]) -> None:
-        params, grads, bufs = [], [], []
-        for p in group["params"]:
-            if p.grad is None:
+    def _muon_groups(self, groups: list[dict[str, Any]]) -> None:
+        """Momentum and weight decay per group; Newton-Schulz per 2-D matrix, and pooled for all expert stacks.
+
+        Expert matrices of every group that share Newton-Schulz settings and device (gate/up halves and down
+        projections of all layers) are orthogonalised together by `orthogonalize_stacks`. Groups touch disjoint
+        parameters, so the order of the per-group work does not change any result.
+        """
+        pending: dict[tuple[Any, ...], list[tuple[torch.Tensor, torch.Tensor, float]]] = {}
+        for group in groups:
+            params, grads, bufs = [], [], []
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse or torch.is_complex(p):
+                    raise RuntimeError("MuonClip does not support sparse gradients or complex parameters")
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p.grad, memory_format=torch.preserve_format)
+                params.append(p)
+                grads.append(p.grad)
+                bufs.append(state["momentum_buffer"])
+            if not params:
                 continue
-            if p.grad.is_sparse or torch.is_complex(p):
-                raise RuntimeError("MuonClip does not support sparse gradients or complex parameters")
-            state = self.state[p]
-            if "momentum_buffer" not in state:
-                state["momentum_buffer"] = torch.zeros_like(p.grad, memory_format=torch.preserve_format)
-            params.append(p)
-            grads.append(p.grad)
-            bufs.append(state["momentum_buffer"])
-        if not params:
-            return
-        muon_step_(
-            params,
-            grads,
-            bufs,
-            lr=group["lr"],
-            weight_decay=group["weight_decay"],
-            momentum=group["momentum"],
-            nesterov=group["nesterov"],
-            chunks=group["chunks"],
-            coefficients=group["ns_coefficients"],
-            steps=group["ns_steps"],
-            eps=group["ns_eps"],
-            ns_dtype=resolve_ns_dtype(group["ns_dtype"], params[0].device),
-        )
+            updates = muon_momentum_(
+                params,
+                grads,
+                bufs,
+                lr=group["lr"],
+                weight_decay=group["weight_decay"],
+                momentum=group["momentum"],
+                nesterov=group["nesterov"],
+            )
+            ns_args = (
+                group["ns_coefficients"],
+                group["ns_steps"],
+                group["ns_eps"],
+                resolve_ns_dtype(group["ns_dtype"], params[0].device),
+            )
+            for param, update in zip(params, updates, strict=True):
+                view = matrix_view(update, group["chunks"])
+                if view.ndim == 2:  # one by one: bitwise torch.optim.Muon
+                    apply_orthogonal_(param, newton_schulz(view, *ns_args), group["lr"])
+                else:
+                    pending.setdefault((*ns_args, param.device), []).append((param, view, group["lr"]))
+        for (*ns_args, _device), items in pending.items():
+            orthos = orthogonalize_stacks([view for _, view, _ in items], *ns_args)
+            for (param, _, lr), ortho in zip(items, orthos, strict=True):
+                apply_orthogonal_(param, ortho, lr)
 
     def _adamw_group(self, group: dict[str, Any]) -> None:
         params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []

@@ -1,5 +1,6 @@
 """Fused expert stacks: the batched path equals a per-expert loop over separate 2-D matrices."""
 
+import pytest
 import torch
 
 from agentrl.optim import MuonClip
@@ -57,3 +58,44 @@ def test_expert_matrix_matches_torch_muon_per_expert():
     torch.testing.assert_close(
         stack.detach(), torch.stack([p.detach() for p in refs]).reshape(E, 2 * INTER, H), rtol=0, atol=1e-6
     )
+
+
+@pytest.mark.parametrize("block_elements", [3 * INTER * H, 1 << 28])
+def test_all_expert_stacks_of_a_model_pooled_equal_the_loop(monkeypatch, block_elements):
+    # Several layers' gate_up and down stacks in two groups. A large block budget pools all of them, across the
+    # two groups and with the down stacks transposed, into one Newton-Schulz batch; a budget of 3 matrices splits
+    # every stack into blocks of its own. Both must equal the per-matrix loop.
+    import agentrl.optim.muon as muon
+
+    monkeypatch.setattr(muon, "NS_BLOCK_ELEMENTS_CPU", block_elements)
+    gen = torch.Generator().manual_seed(9)
+    shapes = [((E, 2 * INTER, H), 2), ((E, 2 * INTER, H), 2), ((E, H, INTER), 1), ((E, H, INTER), 1)]
+    stacks = [torch.nn.Parameter(torch.randn(shape, generator=gen)) for shape, _ in shapes]
+    groups = [
+        {"params": stacks[:2], "kind": "muon", "chunks": 2},
+        {"params": stacks[2:], "kind": "muon", "chunks": 1},
+    ]
+    pieces = [
+        torch.nn.Parameter(m.clone())
+        for p, (shape, chunks) in zip(stacks, shapes, strict=True)
+        for m in p.detach().reshape(E * chunks, -1, shape[-1])
+    ]
+    batched = MuonClip(groups, lr=0.02, ns_dtype="float32")
+    looped = MuonClip([{"params": pieces, "kind": "muon"}], lr=0.02, ns_dtype="float32")
+    for step in range(2):
+        grads = [
+            torch.randn(p.shape, generator=torch.Generator().manual_seed(200 + step + 10 * i))
+            for i, p in enumerate(stacks)
+        ]
+        piece_grads = [
+            m
+            for grad, (shape, chunks) in zip(grads, shapes, strict=True)
+            for m in grad.reshape(E * chunks, -1, shape[-1])
+        ]
+        for p, grad in zip(stacks + pieces, grads + piece_grads, strict=True):
+            p.grad = grad.clone()
+        batched.step()
+        looped.step()
+    got = torch.cat([p.detach().reshape(-1) for p in stacks])
+    want = torch.cat([p.detach().reshape(-1) for p in pieces])
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)

@@ -4,7 +4,14 @@ import pytest
 import torch
 from torch.optim._muon import _zeropower_via_newtonschulz
 
-from agentrl.optim.muon import NS_COEFFICIENTS, matrix_view, newton_schulz, rms_match_scale
+from agentrl.optim.muon import (
+    NS_COEFFICIENTS,
+    _plan_blocks,
+    matrix_view,
+    newton_schulz,
+    orthogonalize_stacks,
+    rms_match_scale,
+)
 
 
 @pytest.mark.parametrize("shape", [(48, 80), (80, 48), (64, 64)])
@@ -66,3 +73,37 @@ def test_matrix_view_splits_gate_and_up():
     assert torch.equal(view[2], stack[1, :4]) and torch.equal(view[3], stack[1, 4:])  # expert 1: gate, up
     with pytest.raises(ValueError, match="do not split"):
         matrix_view(torch.zeros(2, 7, 5), chunks=2)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("block_elements", [1, 24 * 40 * 3, 1 << 28])  # one matrix, 3 matrices, everything
+def test_orthogonalize_stacks_equals_newton_schulz_per_matrix(dtype, block_elements):
+    # Wide and tall stacks of one oriented shape (pooled together), one other shape, sizes that split and pack.
+    gen = torch.Generator().manual_seed(6)
+    stacks = [
+        torch.randn(5, 24, 40, generator=gen),
+        torch.randn(2, 40, 24, generator=gen),
+        torch.randn(1, 24, 40, generator=gen),
+        torch.randn(3, 16, 16, generator=gen),
+    ]
+    out = orthogonalize_stacks(stacks, dtype=dtype, block_elements=block_elements)
+    for stack, got in zip(stacks, out, strict=True):
+        assert got.shape == stack.shape and got.dtype == dtype
+        want = torch.stack([newton_schulz(m, dtype=dtype) for m in stack])
+        torch.testing.assert_close(got.float(), want.float(), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("per_block", [1, 3, 7, 100])
+def test_block_plan_covers_every_matrix_once_within_the_budget(per_block):
+    sizes = [5, 2, 1, 9, 3]
+    blocks = _plan_blocks(sizes, per_block)
+    seen = [[0] * n for n in sizes]
+    for block in blocks:
+        assert sum(hi - lo for _, lo, hi in block) <= per_block
+        assert len(block) == 1 or all(
+            hi - lo == sizes[i] for i, lo, hi in block
+        )  # only whole stacks are packed
+        for i, lo, hi in block:
+            for k in range(lo, hi):
+                seen[i][k] += 1
+    assert all(count == 1 for row in seen for count in row)
