@@ -94,33 +94,72 @@ def bwrap_argv(
     return argv
 
 
+UID_RANGE = 64  # uids per base, shared by every UidPool of this process
+_shared_lock = threading.Lock()
+_shared: dict[int, tuple[deque[int], threading.Condition]] = {}
+
+
 class UidPool:
     """Hands out distinct unprivileged uids, one per concurrent call.
 
     RLIMIT_NPROC counts processes per *real uid* system-wide, so concurrent jails sharing a uid would share
     one fork budget; distinct uids also mean one call can never signal or ptrace another's processes.
+    The uids of a base are shared by every UidPool (every Sandbox) in this process, so two sandboxes never
+    hold the same uid at once: the sweep after one's call would otherwise kill the other's jail (the warm
+    pool parks jails under uids for a long time). `size` caps this pool's own share.
     When the server is not root it cannot switch uid: every call then runs as the server's own uid.
     """
 
     def __init__(self, base: int = 61000, size: int = 64) -> None:
         self.switch = os.geteuid() == 0
-        self.size = size if self.switch else max(size, 1)
-        # FIFO: a uid rests as long as possible before reuse.
-        self._free = deque(range(base, base + size)) if self.switch else deque([os.geteuid()] * self.size)
-        self._cond = threading.Condition()
+        self.size = max(size, 1)
+        self._held = 0
+        if self.switch:
+            with _shared_lock:
+                if base not in _shared:
+                    # FIFO: a uid rests as long as possible before reuse.
+                    _shared[base] = (deque(range(base, base + max(UID_RANGE, size))), threading.Condition())
+                self._free, self._cond = _shared[base]
+        else:
+            self._free = deque([os.geteuid()] * self.size)
+            self._cond = threading.Condition()
+
+    def _available(self) -> bool:
+        return self._held < self.size and bool(self._free)
 
     @contextlib.contextmanager
     def acquire(self, timeout: float) -> Iterator[int]:
         with self._cond:
-            if not self._cond.wait_for(lambda: bool(self._free), timeout=timeout):
+            if not self._cond.wait_for(self._available, timeout=timeout):
                 raise TimeoutError(f"no free sandbox slot within {timeout:g}s ({self.size} concurrent max)")
             uid = self._free.popleft()
+            self._held += 1
         try:
             yield uid
         finally:
-            with self._cond:
-                self._free.append(uid)
-                self._cond.notify()
+            self.release(uid)
+
+    def try_acquire(self, reserve: int = 0) -> int | None:
+        """A free uid now, or None (the warm pool never waits for one), leaving at least `reserve` uids of the
+        shared range free for real calls. Give it back with `release`."""
+        with self._cond:
+            if not self._available() or (self.switch and len(self._free) <= reserve):
+                return None
+            self._held += 1
+            return self._free.popleft()
+
+    def release(self, uid: int) -> None:
+        """Return a uid; only after every process of it was swept (`sweep_uid`)."""
+        with self._cond:
+            self._free.append(uid)
+            self._held -= 1
+            self._cond.notify_all()
+
+    @property
+    def held(self) -> int:
+        """uids this pool holds now (running calls and parked warm jails)."""
+        with self._cond:
+            return self._held
 
 
 def become_subreaper() -> bool:
@@ -175,7 +214,9 @@ def sweep_uid(uid: int, settle_s: float = 2.0) -> int:
     me = os.getpid()
     deadline = time.monotonic() + settle_s
     pending, alive = _sweep_once(uid, me)
+    pause = 0.0005  # a dying jail is usually gone within a millisecond: start short, back off to 4 ms
     while pending and time.monotonic() < deadline:
-        time.sleep(0.002)
+        time.sleep(pause)
+        pause = min(pause * 2, 0.004)
         pending, alive = _sweep_once(uid, me)
     return alive

@@ -2,6 +2,8 @@
 
 Every test asserts that the jail contained the attempt AND that the server is still healthy afterwards
 (health answers, a fresh `print(1)` still runs, and no process is left under the sandbox uids).
+The battery runs twice: with cold jails (`pool_size=0`) and through the warm pool (pool.py), whose parked,
+never-used jails are the only sandbox processes allowed to exist between calls.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from fastapi.testclient import TestClient
 from environments.code.server import create_app
 from environments.protocol import ServerSettings
 from environments.sandbox import Sandbox, SandboxLimits
+from environments.sandbox.runner import parked_jails
 
 pytestmark = pytest.mark.skipif(
     shutil.which("bwrap") is None and not os.environ.get("CI"),
@@ -32,10 +35,18 @@ LIMITS = SandboxLimits(
 SECRET = "agentrl-secret-" + secrets.token_hex(8)
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Sandbox:
-    sb = Sandbox("bwrap", LIMITS, slots=8)
-    return sb
+@pytest.fixture(scope="module", params=[0, 3], ids=["cold", "warm"])
+def sandbox(request) -> Sandbox:
+    sb = Sandbox("bwrap", LIMITS, slots=8, pool_size=request.param)
+    if sb.warm is not None:
+        assert sb.warm.wait_ready(60)
+    yield sb
+    if sb.warm is not None:  # the warm battery really went through parked jails
+        print("warm pool stats:", sb.warm.stats)
+        assert sb.warm.stats.taken >= 20 and sb.warm.stats.destroyed >= sb.warm.stats.taken
+    sb.close()
+    assert sb.warm is None or sb.warm.idle_jails() == []
+    assert _sandbox_pids(sb) == []  # (other live pools' parked jails excepted)
 
 
 @pytest.fixture(scope="module")
@@ -48,16 +59,32 @@ def client(sandbox):
         os.environ.pop("AGENTRL_TEST_SECRET", None)
 
 
-def _sandbox_pids() -> list[int]:
-    out = []
+def _sandbox_pids(sandbox: Sandbox | None = None) -> list[int]:
+    """Live processes under the sandbox uids, except those of warm pools' parked jails (never used by any
+    call): a parked jail's uid may hold only its own chain (bwrap, bwrap's pid-1, the waiting stub)."""
+    parked = {j.proc.pid: j.uid for j in parked_jails()} if sandbox else {}
+    uid, parent = {}, {}
     for e in os.listdir("/proc"):
         if e.isdigit():
             try:
-                if 61000 <= os.stat(f"/proc/{e}").st_uid < 61064:
-                    out.append(int(e))
-            except FileNotFoundError:
+                with open(f"/proc/{e}/stat", "rb") as f:
+                    parent[int(e)] = int(f.read().rsplit(b")", 1)[1].split()[1])
+                uid[int(e)] = os.stat(f"/proc/{e}").st_uid
+            except (FileNotFoundError, ProcessLookupError):
                 pass
-    return out
+    left, per_jail = [], dict.fromkeys(parked, 0)
+    for pid, u in uid.items():
+        if not 61000 <= u < 61064:
+            continue
+        root = pid
+        while root not in parked and parent.get(root, 0) > 1:
+            root = parent[root]
+        if root in parked and parked[root] == u:
+            per_jail[root] += 1
+        else:
+            left.append(pid)
+    assert all(n <= 3 for n in per_jail.values()), per_jail
+    return left
 
 
 def _call(client: TestClient, tool: str, **args) -> str:
@@ -88,7 +115,7 @@ def assert_healthy(client: TestClient, sandbox: Sandbox) -> None:
         ["python3", "-c", "print(6 * 7)"], limits=LIMITS.model_copy(update={"wall_timeout_s": 60})
     )
     assert res.status == "ok" and res.stdout == "42\n"
-    assert _sandbox_pids() == []
+    assert _sandbox_pids(sandbox) == []
     assert sandbox.leftovers == 0
 
 
