@@ -1,8 +1,10 @@
 """`agentrl bench envs`: sandbox latency/throughput vs `docker run`, env-server step rate, and a load test.
 
 Measured side by side in one run on this machine:
-- `sandbox_p50_ms`: one bubblewrap jail running `python3 -c 'print(1)'`, sequentially (target <= 30 ms);
-- `sandbox_exec_per_s`: the same with 4 concurrent callers (target >= 40/s on 2 cores);
+- `sandbox_p50_ms`: one bubblewrap jail running `python3 -c 'print(1)'`, sequentially and back to back, with
+  the default sandbox, i.e. the warm pool on (environments/sandbox/pool.py; target <= 30 ms);
+- `sandbox_cold_p50_ms`: the same with the pool off (every call starts its jail: the pre-pool number);
+- `sandbox_exec_per_s`: the default sandbox with 4 concurrent callers (target >= 40/s on 2 cores);
 - `docker_run_p50_ms`: one `docker run --rm --network none BASE python3 -c 'print(1)'` per execution
   (None without a docker engine or base image);
 - `tool_world_steps_per_s`, `tool_world_p99_ms`: 64 concurrent sessions stepping a tool_world server
@@ -32,34 +34,53 @@ def _pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
-def bench_sandbox(runs: int, concurrent_runs: int, workers: int = 4) -> dict[str, Any]:
-    from environments.sandbox import Sandbox, SandboxUnavailable, probe
-
-    try:
-        sb = Sandbox("bwrap")
-    except SandboxUnavailable as exc:
-        return {"sandbox_p50_ms": None, "sandbox_exec_per_s": None, "sandbox_note": str(exc)}
-    pr = probe(sb)
-    if not pr.ok:
-        return {"sandbox_p50_ms": None, "sandbox_exec_per_s": None, "sandbox_note": pr.reason}
-    argv = ["python3", "-c", "print(1)"]
-    sb.run(argv)  # warm the page cache
+def _sandbox_latency(sb: Any, argv: list[str], runs: int) -> list[float]:
     lat = []
     for _ in range(runs):
         t = time.perf_counter()
         res = sb.run(argv)
         lat.append((time.perf_counter() - t) * 1000)
         assert res.stdout == "1\n", res
-    t = time.perf_counter()
-    with ThreadPoolExecutor(workers) as pool:
-        outs = list(pool.map(lambda _: sb.run(argv).stdout, range(concurrent_runs)))
-    wall = time.perf_counter() - t
+    return lat
+
+
+def bench_sandbox(runs: int, concurrent_runs: int, workers: int = 4, cold_runs: int = 30) -> dict[str, Any]:
+    """Jailed `print(1)`: sequential back-to-back latency and 4-caller throughput with the default sandbox
+    (warm pool on), and, side by side, the sequential latency with the pool off (`sandbox_cold_p50_ms`)."""
+    from environments.sandbox import Sandbox, SandboxUnavailable, probe
+
+    try:
+        sb = Sandbox("bwrap")
+        cold = Sandbox("bwrap", pool_size=0)
+    except SandboxUnavailable as exc:
+        return {"sandbox_p50_ms": None, "sandbox_exec_per_s": None, "sandbox_note": str(exc)}
+    try:
+        pr = probe(cold)
+        if not pr.ok:
+            return {"sandbox_p50_ms": None, "sandbox_exec_per_s": None, "sandbox_note": pr.reason}
+        argv = ["python3", "-c", "print(1)"]
+        cold.run(argv)  # warm the page cache
+        cold_lat = _sandbox_latency(cold, argv, cold_runs)
+        if sb.warm is not None:
+            sb.run(argv)  # a first call of a flavour may run cold; the pool then parks that flavour
+            sb.warm.wait_ready(60)
+        lat = _sandbox_latency(sb, argv, runs)
+        t = time.perf_counter()
+        with ThreadPoolExecutor(workers) as pool:
+            outs = list(pool.map(lambda _: sb.run(argv).stdout, range(concurrent_runs)))
+        wall = time.perf_counter() - t
+        stats = sb.warm.stats.as_dict() if sb.warm is not None else None
+    finally:
+        sb.close()
     return {
         "sandbox_p50_ms": round(statistics.median(lat), 2),
         "sandbox_p90_ms": round(_pct(lat, 0.9), 2),
         "sandbox_exec_per_s": round(concurrent_runs / wall, 1),
         "sandbox_errors": sum(o != "1\n" for o in outs),
-        "sandbox_leftover_processes": sb.leftovers,
+        "sandbox_leftover_processes": sb.leftovers + cold.leftovers,
+        "sandbox_pool_size": sb.warm.size if sb.warm is not None else 0,
+        "sandbox_pool_stats": stats,
+        "sandbox_cold_p50_ms": round(statistics.median(cold_lat), 2),
     }
 
 
