@@ -8,8 +8,8 @@ We register an attention function `agentrl_maxlogit` through transformers' `Atte
 is recorded it runs one of two strategies (`MaxLogitTracker(strategy=...)`):
 
 - `"fused"`: build the logits once, per query block, and take both the per-head max and the softmax·V from that
-  one tensor (the math that `sdpa`'s math backend runs, with a safe softmax so fully masked rows give zeros as in
-  sdpa). On CPU this is what sdpa runs for MLA anyway (its fused kernel needs equal q/k and v head dims; MLA has
+  one tensor (the math that `sdpa`'s math backend runs, in fp32 for bf16/fp16 inputs as that backend does on
+  CPU, with a safe softmax so fully masked rows give zeros as in sdpa). On CPU this is what sdpa runs for MLA anyway (its fused kernel needs equal q/k and v head dims; MLA has
   96 vs 32 in k2-tiny), so the max costs one extra read of a cache-resident block instead of a second QK^T pass.
   Outputs equal sdpa to float rounding (~1e-6), not bitwise.
 - `"sdpa"`: call the same `sdpa_attention_forward` (bitwise-identical outputs) and compute the max in a separate
@@ -127,6 +127,11 @@ def fused_attention_forward(
     from transformers.integrations.sdpa_attention import repeat_kv
 
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    out_dtype = query.dtype
+    if out_dtype in (torch.bfloat16, torch.float16):
+        # Reduced-precision inputs: logits, softmax and PV in fp32, as sdpa's CPU math backend does (bf16 logits
+        # would put ~1e-1 errors on the output, 10x sdpa's).
+        query, key, value = query.float(), key.float(), value.float()
     groups = getattr(module, "num_key_value_groups", 1)
     key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     batch, heads, q_len, _ = query.shape
@@ -153,12 +158,12 @@ def fused_attention_forward(
         head_max_H = torch.maximum(head_max_H, logits.detach().amax(dim=(0, 2, 3)).float())
         if additive is not None:
             logits = logits + additive[..., start:stop, :]
-        probs = torch.ops.aten._safe_softmax(logits, -1, dtype=torch.float32).to(query.dtype)
+        probs = torch.ops.aten._safe_softmax(logits, -1)
         if dropout > 0.0:
             probs = torch.nn.functional.dropout(probs, p=dropout, training=True)
         outs.append(torch.matmul(probs, value))
     out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
-    return out.transpose(1, 2).contiguous(), head_max_H
+    return out.transpose(1, 2).to(out_dtype).contiguous(), head_max_H
 
 
 def maxlogit_attention_forward(

@@ -220,3 +220,23 @@ def test_no_grad_forwards_are_not_recorded_by_default():
     assert torch.isinf(tracker.smax()).all()
     model(input_ids=ids).logits.sum().backward()
     assert torch.isfinite(tracker.smax()).all()
+
+
+def test_fused_attention_in_bf16_is_as_accurate_as_sdpa():
+    # sdpa's CPU math backend computes bf16 attention in fp32; the fused path must not be less accurate.
+    gen = torch.Generator().manual_seed(8)
+    q, k = (
+        (3 * torch.randn(2, 4, 33, 96, generator=gen)).bfloat16(),
+        (3 * torch.randn(2, 4, 33, 96, generator=gen)).bfloat16(),
+    )
+    v = torch.randn(2, 4, 33, 32, generator=gen).bfloat16()
+    module, scale = _Module(), 96**-0.5
+    exact = _sdpa(module, q.float(), k.float(), v.float(), None, scaling=scale)
+    ref = _sdpa(module, q, k, v, None, scaling=scale)
+    out, head_max = fused_attention_forward(module, q, k, v, None, scaling=scale)
+    assert out.dtype == torch.bfloat16
+    assert (out.float() - exact).abs().max() <= 1.5 * (ref.float() - exact).abs().max() + 1e-3
+    allowed = torch.ones(33, 33, dtype=torch.bool).tril()[None, None]
+    torch.testing.assert_close(
+        head_max, _brute_max(q.float(), k.float(), allowed, scale), rtol=1e-5, atol=1e-4
+    )
