@@ -108,6 +108,11 @@ def _record(
     _accumulate(module, head_max_H)
 
 
+def _query_rows(mask: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """Rows [start, stop) of a [.., q, kv] mask; a mask broadcast over queries (q dim of 1) is used as is."""
+    return mask if mask.shape[-2] == 1 else mask[..., start:stop, :]
+
+
 def fused_attention_forward(
     module: torch.nn.Module,
     query: torch.Tensor,
@@ -152,12 +157,10 @@ def fused_attention_forward(
         logits = torch.matmul(query[:, :, start:stop], key_T)
         logits.mul_(scale)  # matmul's backward needs its inputs, not its output: in place is safe
         if blocked is not None:
-            logits.masked_fill_(
-                blocked[..., start:stop, :] if blocked.shape[-2] > 1 else blocked, float("-inf")
-            )
+            logits.masked_fill_(_query_rows(blocked, start, stop), float("-inf"))
         head_max_H = torch.maximum(head_max_H, logits.detach().amax(dim=(0, 2, 3)).float())
         if additive is not None:
-            logits = logits + additive[..., start:stop, :]
+            logits = logits + _query_rows(additive, start, stop)
         probs = torch.ops.aten._safe_softmax(logits, -1)
         if dropout > 0.0:
             probs = torch.nn.functional.dropout(probs, p=dropout, training=True)

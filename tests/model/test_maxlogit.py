@@ -126,7 +126,7 @@ def _brute_max(q, k, allowed, scale):
 
 
 @pytest.mark.parametrize("block", [1 << 18, 64])  # one block, and many query blocks of 4 rows
-@pytest.mark.parametrize("case", ["causal", "left_pad", "gqa", "float_mask", "kv_longer"])
+@pytest.mark.parametrize("case", ["causal", "left_pad", "gqa", "float_mask", "kv_longer", "query_broadcast"])
 def test_fused_attention_equals_sdpa_output_grads_and_max(monkeypatch, block, case):
     monkeypatch.setattr(maxlogit, "_FUSED_BLOCK_ELEMENTS", block)
     gen = torch.Generator().manual_seed(7)
@@ -143,6 +143,10 @@ def test_fused_attention_equals_sdpa_output_grads_and_max(monkeypatch, block, ca
         keys_ok = torch.ones(b, kv_len, dtype=torch.bool)
         keys_ok[1, :3] = False
         mask = torch.ones(q_len, kv_len, dtype=torch.bool).tril()[None, None] & keys_ok[:, None, None, :]
+    if case == "query_broadcast":  # a [b, 1, 1, kv] key mask shared by every query row (no causal mask)
+        keys_ok = torch.ones(b, 1, 1, kv_len, dtype=torch.bool)
+        keys_ok[0, ..., 5:] = False
+        mask = keys_ok
     if case == "float_mask":
         allowed = torch.ones(q_len, kv_len, dtype=torch.bool).tril()[None, None].expand(b, 1, q_len, kv_len)
         mask = torch.zeros(b, 1, q_len, kv_len).masked_fill(~allowed, torch.finfo(torch.float32).min)
@@ -161,7 +165,7 @@ def test_fused_attention_equals_sdpa_output_grads_and_max(monkeypatch, block, ca
     if mask is None:
         allowed_mask = torch.ones(q_len, k_rep.shape[2], dtype=torch.bool).tril()[None, None]
     elif mask.dtype == torch.bool:
-        allowed_mask = mask
+        allowed_mask = mask.expand(b, 1, q_len, kv_len)
     else:
         allowed_mask = mask > torch.finfo(torch.float32).min / 2
     torch.testing.assert_close(
