@@ -14,7 +14,10 @@
 - `qk_tracking_overhead`: forward time with `MaxLogitTracker` on (its default strategy: on CPU the fused attention
   that takes the per-head max from the logits it softmaxes) / the model's default forward (sdpa, tracking off),
   minus 1 (target: <= 0.10). `qk_tracking_overhead_sidecar` is the same for the "sdpa" strategy (sdpa + a second
-  QK^T pass), `qk_tracking_overhead_train` for a forward + backward with grad enabled, for information.
+  QK^T pass), `qk_tracking_overhead_train` for a forward + backward with grad enabled, for information. The
+  fused attention skips sdpa's safe softmax where no row can be fully masked, so it can beat sdpa outright: the
+  `attention_seconds_*` keys time one attention call through sdpa, the fused path and the fused path without
+  its max, and `qk_tracking_max_cost_in_fused` is the max's own share.
 
 Times are medians over repeats, with the two sides interleaved so machine noise hits both. Runs on one CPU
 thread unless CUDA is available: the development machines are shared and oversubscribed threads make every
@@ -189,6 +192,37 @@ def _expert_speedup(device: torch.device, repeats: int) -> dict[str, Any]:
     }
 
 
+def _attention_seconds(
+    model: torch.nn.Module, device: torch.device, repeats: int, seq: int
+) -> dict[str, float]:
+    """One k2-tiny attention call (4 x seq tokens, causal) through sdpa, the fused path, and the fused path
+    without its max: separates "the fused attention is faster than sdpa" from "the max costs this much"."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from model.maxlogit import fused_attention_forward
+
+    attn = next(m for m in model.modules() if type(m).__name__.endswith("Attention"))
+    gen = torch.Generator().manual_seed(1)
+    heads, qk_dim, v_dim = attn.num_heads, attn.qk_head_dim, model.config.v_head_dim
+    q, k = (torch.randn(4, heads, seq, qk_dim, generator=gen).to(device) for _ in range(2))
+    v = torch.randn(4, heads, seq, v_dim, generator=gen).to(device)
+    with torch.no_grad():
+        t_sdpa, t_fused, t_no_max = _interleaved_medians(
+            [
+                lambda: sdpa_attention_forward(attn, q, k, v, None, scaling=attn.scaling),
+                lambda: fused_attention_forward(attn, q, k, v, None, scaling=attn.scaling),
+                lambda: fused_attention_forward(attn, q, k, v, None, scaling=attn.scaling, with_max=False),
+            ],
+            repeats,
+            device,
+        )
+    return {
+        "attention_seconds_sdpa": t_sdpa,
+        "attention_seconds_fused": t_fused,
+        "attention_seconds_fused_no_max": t_no_max,
+    }
+
+
 def _tracking_overhead(device: torch.device, repeats: int, seq: int) -> dict[str, Any]:
     """Forward time with max-logit tracking / the model's default forward (sdpa, tracking off), minus 1.
 
@@ -226,7 +260,12 @@ def _tracking_overhead(device: torch.device, repeats: int, seq: int) -> dict[str
         [lambda: forward(None, train=True), lambda: forward(default, train=True)], repeats, device
     )
     default.disable()
+    attention = _attention_seconds(model, device, repeats, seq)
     return {
+        **attention,
+        "qk_tracking_max_cost_in_fused": attention["attention_seconds_fused"]
+        / attention["attention_seconds_fused_no_max"]
+        - 1.0,
         "qk_tracking_overhead": t_default / t_plain - 1.0,
         "qk_tracking_overhead_sidecar": t_sidecar / t_plain - 1.0,
         "qk_tracking_overhead_train": t_default_train / t_plain_train - 1.0,
