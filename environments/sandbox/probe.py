@@ -40,8 +40,26 @@ class ProbeResult:
 
 
 def probe(sandbox: Sandbox) -> ProbeResult:
-    """Run a check program in the jail and verify: non-root uid, no network, cleared env, own pid ns."""
-    res = sandbox.run(["python3", "-I", "-S", "-c", _CHECK], limits=SandboxLimits(wall_timeout_s=20))
+    """Run a check program in the jail and verify: non-root uid, no network, cleared env, own pid ns.
+
+    With a warm pool the check runs twice: in a freshly started jail, then in a parked one (pool.py). A
+    parked jail that fails the check only disables the pool (logged as an error); cold jails still serve."""
+    result = _check(
+        sandbox, ["python3", "-I", "-S", "-c", _CHECK], SandboxLimits(wall_timeout_s=20), warm=False
+    )
+    if result.ok and sandbox.warm is not None:
+        sandbox.warm.wait_ready(30)
+        taken = sandbox.warm.stats.taken
+        limits = sandbox.limits.model_copy(update={"wall_timeout_s": 20})  # the pool's jail limits
+        warm = _check(sandbox, ["python3", "-I", "-c", _CHECK], limits, warm=True)
+        if not warm.ok or sandbox.warm.stats.taken != taken + 1:
+            log.error("sandbox warm pool disabled: its jails failed the probe (%s)", warm.reason or "unused")
+            sandbox.disable_pool()
+    return result
+
+
+def _check(sandbox: Sandbox, argv: list[str], limits: SandboxLimits, warm: bool) -> ProbeResult:
+    res = sandbox.run(argv, limits=limits, warm=warm)
     if res.status != "ok":
         return ProbeResult(
             False, sandbox.mode, f"jail failed to run: {res.status} {res.message} {res.stderr[-500:]}"

@@ -164,6 +164,12 @@ class Sandbox:
         if self.warm is not None:
             self.warm.close()
 
+    def disable_pool(self) -> None:
+        """Close the warm pool and run every later call cold."""
+        pool, self.warm = self.warm, None
+        if pool is not None:
+            pool.close()
+
     def __enter__(self) -> Sandbox:
         return self
 
@@ -178,15 +184,19 @@ class Sandbox:
         files: dict[str, str | bytes] | None = None,
         return_files: list[str] | None = None,
         limits: SandboxLimits | None = None,
+        warm: bool = True,
     ) -> ExecResult:
-        """Run `argv` (inside the jail, cwd /work) with `files` written to /work first."""
+        """Run `argv` (inside the jail, cwd /work) with `files` written to /work first.
+
+        `warm=False` starts a jail for this call even when a parked one is ready (the startup probe checks
+        both paths)."""
         if not argv or not all(isinstance(a, str) and "\0" not in a for a in argv):
             raise ValueError("argv must be a non-empty list of strings without NUL bytes")
         limits = limits or self.limits
         files = {_check_name(k): v for k, v in (files or {}).items()}
         return_files = [_check_name(n) for n in (return_files or [])]
         stdin_b = stdin.encode() if isinstance(stdin, str) else stdin
-        if self.warm is not None and _jail_key(limits) == self._warm_key:
+        if warm and self.warm is not None and _jail_key(limits) == self._warm_key:
             jail = self.warm.take(python_flavor(argv))
             if jail is not None:
                 try:

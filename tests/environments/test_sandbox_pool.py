@@ -234,3 +234,23 @@ def test_python_flavor():
     assert python_flavor(["python3", "-W", "error", "-c", "x"]) is None
     assert python_flavor(["python3", "-I"]) is None
     assert python_flavor(["sh", "-c", "python3 -c x"]) is None
+
+
+def test_probe_checks_parked_jails_too(monkeypatch, caplog):
+    import json
+
+    from environments.sandbox import ExecResult, probe
+
+    sb = Sandbox("bwrap", LIMITS, slots=8, pool_size=2)
+    try:
+        taken = sb.warm.stats.taken
+        assert probe(sb).ok and sb.warm is not None and sb.warm.stats.taken == taken + 1
+    finally:
+        sb.close()
+    bad = Sandbox("bwrap", LIMITS, slots=8, pool_size=2)
+    facts = {"uid": 0, "euid": 0, "ifaces": ["lo", "eth0"], "env": ["PATH"], "pid": 2, "net": True}
+    monkeypatch.setattr(bad, "_run_warm", lambda *a, **k: ExecResult(status="ok", stdout=json.dumps(facts)))
+    result = probe(bad)
+    assert result.ok  # cold jails passed: code still runs, cold
+    assert bad.warm is None and "warm pool disabled" in caplog.text
+    assert bad.run(["python3", "-c", "print(1)"]).stdout == "1\n"
