@@ -27,6 +27,20 @@ TASKS = builtin_tasks()
 TASK = sorted(TASKS)[0]
 
 
+def test_fast_create_hits_the_session_cap_like_the_protocol_route():
+    fast, plain = _apps(ServerSettings(max_sessions=2))
+    with fast, plain:
+        got = []
+        for c in (fast, plain):
+            got.append(
+                [
+                    (r.status_code, r.json().get("error"))
+                    for r in (c.post("/sessions", json={}) for _ in range(3))
+                ]
+            )
+        assert got[0] == got[1] and got[0][2][0] == 429
+
+
 def _apps(settings: ServerSettings) -> tuple[TestClient, TestClient]:
     plain = create_env_app(functools.partial(ToolWorldEnv, TASKS), settings)  # the protocol's own routes
     return TestClient(create_app(settings, tasks=TASKS)), TestClient(plain)
@@ -57,6 +71,39 @@ def _exchange(client: TestClient, headers: dict[str, str]) -> list[tuple[int, ob
     out.append((r.status_code, r.json()["error"].replace(sid, "SID")))
     r = client.post("/sessions/unknown/step", json={"final_answer": "x"}, headers=headers)
     out.append((r.status_code, r.json()["error"]))
+    r = client.delete(f"/sessions/{sid}", headers=headers)
+    out.append((r.status_code, r.json()))
+    for path in (f"/sessions/{sid}", "/sessions/unknown"):  # closed: 404 (idempotent only when expired)
+        r = client.delete(path, headers=headers)
+        out.append((r.status_code, r.json()["error"].replace(sid, "SID")))
+    # create: every kind of body; the fast route handles valid JSON objects, FastAPI the rest
+    creates = [
+        b"",
+        b"{}",
+        b"null",
+        b"[]",
+        b"{bad json",
+        json.dumps({"task_id": "nope"}).encode(),
+        json.dumps({"task_id": TASK, "task_spec": {}}).encode(),
+        json.dumps({"seed": -1}).encode(),
+        json.dumps({"seed": "7"}).encode(),
+        json.dumps({"seed": 1.0}).encode(),
+        json.dumps({"seed": True}).encode(),
+        json.dumps({"extra": 1}).encode(),
+        json.dumps({"task_spec": {"id": "x"}}).encode(),
+        json.dumps({"task_id": TASK, "seed": 9}).encode(),
+        json.dumps({"task_id": "ü" * 600}).encode(),
+        b"[" * 100_000 + b"]" * 100_000,  # nesting past the recursion limit
+        b'{"task_spec": ' + b'{"a": ' * 50_000 + b"1" + b"}" * 50_001,
+    ]
+    for body in creates:
+        r = client.post("/sessions", content=body, headers={**headers, "content-type": "application/json"})
+        payload = r.json()
+        if r.status_code == 201:
+            client.delete(f"/sessions/{payload.pop('session_id')}", headers=headers)
+            if b"seed" not in body and b"task_id" not in body:  # no seed: a random built-in task
+                payload = sorted(payload)
+        out.append((r.status_code, payload if r.status_code < 400 else payload["error"]))
     return out
 
 
@@ -71,7 +118,7 @@ def test_fast_step_route_answers_like_the_protocol_route(token):
             if isinstance(x[1], dict):
                 x[1].pop("session_id", None), y[1].pop("session_id", None)
         assert a == b
-        assert {s for s, _ in a} >= {200, 201, 404, 409, 422}
+        assert {s for s, _ in a} >= {200, 201, 400, 404, 409, 422}
         if token:  # no token: 401 on both
             r1 = fast.post("/sessions/x/step", json={"final_answer": "x"})
             r2 = plain.post("/sessions/x/step", json={"final_answer": "x"})
