@@ -48,6 +48,10 @@ def save_checkpoint(model: Any, tokenizer: Any, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
+    if getattr(model.config, "tie_word_embeddings", False):
+        _write_tied_lm_head(model, out)
+    else:
+        (out / TIED_LM_HEAD_FILE).unlink(missing_ok=True)  # a stale copy would override the real lm_head in vLLM
     tokenizer.save_pretrained(out)
     gen = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id,
@@ -56,6 +60,31 @@ def save_checkpoint(model: Any, tokenizer: Any, out_dir: str | Path) -> Path:
     )
     gen.save_pretrained(out)
     return out
+
+
+TIED_LM_HEAD_FILE = "tied-lm_head.safetensors"
+
+
+def _write_tied_lm_head(model: Any, out: Path) -> None:
+    """Also store `lm_head.weight` for a model with tied embeddings.
+
+    transformers drops the tied copy on save, and vLLM's DeepseekV3 ignores `tie_word_embeddings`: it would serve
+    an uninitialised lm_head. vLLM reads every `*.safetensors` file of an unsharded checkpoint (and the index of a
+    sharded one, which gets the entry); transformers reads `model.safetensors` (or the index) and re-ties.
+    """
+    import json
+
+    from safetensors.torch import save_file
+
+    save_file(
+        {"lm_head.weight": model.get_output_embeddings().weight.detach().contiguous()},
+        out / TIED_LM_HEAD_FILE,
+    )
+    index = out / "model.safetensors.index.json"
+    if index.is_file():
+        data = json.loads(index.read_text())
+        data["weight_map"]["lm_head.weight"] = TIED_LM_HEAD_FILE
+        index.write_text(json.dumps(data, indent=2))
 
 
 def load_checkpoint(path: str | Path, dtype: Any = None):

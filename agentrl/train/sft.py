@@ -49,6 +49,10 @@ class SFTStageConfig(BaseModel):
     loss_on: Literal["assistant", "all"] = "assistant"
     """`assistant`: loss on the policy's own tokens only (K2, TRL's assistant_only_loss). `all`: every token, i.e.
     language modelling on the whole transcript (system, user and tool turns too), for models trained from scratch."""
+    context: Literal["full", "turn_windows"] = "full"
+    """`full`: each record as written. `turn_windows`: one short record per assistant turn, holding only the latest
+    user message and what followed it (no system prompt, no tool declarations): a sequence-length warm-up that lets a
+    from-scratch model learn to copy values into arguments sooner (agentrl/train/turn_windows.py)."""
     optimizer: Literal["muonclip", "adamw"] = "muonclip"
     muonclip: MuonClipConfig = MuonClipConfig()
     seed: int = 0
@@ -162,6 +166,10 @@ def run_sft(cfg: SFTStageConfig, progress: bool = True) -> dict[str, Any]:
     # weight; Trainer then restores optimizer, scheduler, data order and RNG state from the same directory.
     model, tokenizer = load_checkpoint(last or cfg.init)
     records = read_jsonl(cfg.data, cfg.max_records)
+    if cfg.context == "turn_windows":
+        from agentrl.train.turn_windows import turn_windows
+
+        records = list(turn_windows(records))
     columns, stats = tokenize_records(records, tokenizer, cfg.max_length, loss_on=cfg.loss_on)
     dataset = Dataset.from_dict(columns)
     args = SFTConfig(

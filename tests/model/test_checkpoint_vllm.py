@@ -46,12 +46,46 @@ def _hf_logprobs(model, prompt, tokens, temperature):
     return [logp[len(prompt) - 1 + i, t].item() for i, t in enumerate(tokens)]
 
 
+def _tied_checkpoint(tokenizer_dir, out):
+    """k2-tiny with lm_head = embed_tokens, embeddings scaled up so a wrong lm_head in vLLM cannot hide in
+    near-uniform logits."""
+    from transformers import AutoTokenizer
+
+    from model.checkpoint import build_model, save_checkpoint
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    model = build_model("k2-tiny", tok, seed=1, tie_word_embeddings=True)
+    with torch.no_grad():
+        model.get_input_embeddings().weight.mul_(40.0)
+    return str(save_checkpoint(model, tok, out))
+
+
+def test_tied_checkpoint_stores_lm_head_for_vllm_and_reloads_tied(tiny_checkpoint, tmp_path):
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from model.checkpoint import TIED_LM_HEAD_FILE, build_model, save_checkpoint
+
+    path = _tied_checkpoint(tiny_checkpoint, tmp_path / "tied")
+    model = AutoModelForCausalLM.from_pretrained(path)
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    with safe_open(f"{path}/{TIED_LM_HEAD_FILE}", "pt") as fh:
+        assert torch.equal(fh.get_tensor("lm_head.weight"), model.model.embed_tokens.weight)
+    # An untied save into the same directory removes the copy, which vLLM would otherwise load over lm_head.
+    tok = AutoTokenizer.from_pretrained(path)
+    save_checkpoint(build_model("k2-tiny", tok, seed=2), tok, path)
+    assert not (tmp_path / "tied" / TIED_LM_HEAD_FILE).exists()
+
+
 @pytest.mark.slow
-def test_vllm_serves_checkpoint_and_logprob_gap_is_bounded(tiny_checkpoint):
+@pytest.mark.parametrize("which", ["untied", "tied"])
+def test_vllm_serves_checkpoint_and_logprob_gap_is_bounded(which, tiny_checkpoint, tmp_path_factory):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from agentrl.engine.vllm_engine import VLLMEngine
 
+    if which == "tied":
+        tiny_checkpoint = _tied_checkpoint(tiny_checkpoint, tmp_path_factory.mktemp("tied-vllm") / "ckpt")
     tok = AutoTokenizer.from_pretrained(tiny_checkpoint)
     hf = AutoModelForCausalLM.from_pretrained(tiny_checkpoint).eval()
     texts = [
