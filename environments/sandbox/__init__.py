@@ -5,6 +5,7 @@ res = sb.run(["python3", "-c", "print(1)"], files={"a.txt": "x"}, return_files=[
 res.status  # ok | error | timeout | output_limit | killed | sandbox_error
 """
 
+from environments.sandbox.jail import SlotsExhausted
 from environments.sandbox.limits import ExecResult, SandboxLimits
 from environments.sandbox.probe import UNSAFE_ENV, ProbeResult, make_sandbox, probe
 from environments.sandbox.runner import Sandbox, SandboxUnavailable
@@ -16,6 +17,7 @@ __all__ = [
     "Sandbox",
     "SandboxLimits",
     "SandboxUnavailable",
+    "SlotsExhausted",
     "make_sandbox",
     "probe",
 ]

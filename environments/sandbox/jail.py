@@ -1,23 +1,31 @@
-"""The bubblewrap command line for one jailed call, and the pool of unprivileged uids.
+"""The bubblewrap command line for one jailed call, and the host-wide pool of unprivileged uids.
 
 Layers (sandbox.md §0, §2): the server drops to a per-slot unprivileged uid *before* bwrap (as real root,
 the jailed process would keep root's file access and be exempt from RLIMIT_NPROC); `prlimit` applies the
 rlimits; bwrap unshares every namespace (no network: only `lo` inside), forbids nested user namespaces,
 mounts a read-only /usr, a fresh /proc and /dev, and size-capped private tmpfs for /work and /tmp; the
 environment is cleared; `--die-with-parent` + the pid namespace mean killing bwrap kills everything inside.
+
+uid slots are exclusive on the whole host (per-uid `flock`s, `UidPool`): the sweep after a call kills every
+process of its uid, so a uid shared with another process would take that process's jails with it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import logging
 import os
 import shutil
+import stat
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator
 
 from environments.sandbox.limits import SandboxLimits
+
+log = logging.getLogger(__name__)
 
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 _MB = 1 << 20
@@ -94,63 +102,269 @@ def bwrap_argv(
     return argv
 
 
-UID_RANGE = 64  # uids per base, shared by every UidPool of this process
+UID_RANGE = 64  # uids per base
+LOCK_DIR_ENV = "AGENTRL_SANDBOX_LOCK_DIR"
+DEFAULT_LOCK_DIR = "/run/agentrl-sandbox"
+LOCK_POLL_S = 0.05  # how often a call retries while other processes hold every free uid
+_CLEAN, _DIRTY = b"0", b"1"  # byte 0 of a lock file: did the last holder sweep the uid before letting go?
+
+
+class SlotsExhausted(TimeoutError):
+    """No uid slot became free within the timeout (in this process or, through the locks, on this host)."""
+
+
+class LockDirUnsafe(RuntimeError):
+    """The uid lock directory cannot be created or could be tampered with by a non-root user."""
+
+
+def lock_dir_path() -> str:
+    """Where the per-uid lock files live: $AGENTRL_SANDBOX_LOCK_DIR, else /run/agentrl-sandbox."""
+    return os.environ.get(LOCK_DIR_ENV, "").strip() or DEFAULT_LOCK_DIR
+
+
+def prepare_lock_dir(path: str) -> str:
+    """Create the lock directory (mode 0700) and check that only root can change it or what leads to it.
+
+    A lock file a non-root user could create, replace or keep open would let that user hold uids forever
+    or trick two servers into sharing one; so the directory and every parent must be root-owned and not
+    writable by group or others (a sticky parent such as /tmp is not enough: anyone may pre-create the
+    directory there). Returns the real path."""
+    if not os.path.isabs(path):
+        raise LockDirUnsafe(f"sandbox uid lock directory {path!r} must be an absolute path ({LOCK_DIR_ENV})")
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise LockDirUnsafe(f"cannot create the sandbox uid lock directory {path}: {exc}") from exc
+    real = os.path.realpath(path)
+    me = os.geteuid()
+    node = real
+    while True:
+        st = os.lstat(node)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid not in (0, me) or st.st_mode & 0o022:
+            raise LockDirUnsafe(
+                f"sandbox uid lock directory {real}: {node} must be a directory owned by root and not "
+                f"writable by group or others (mode {stat.filemode(st.st_mode)}, owner uid {st.st_uid}); "
+                f"set {LOCK_DIR_ENV} to a root-only directory"
+            )
+        if node == "/":
+            return real
+        node = os.path.dirname(node)
+
+
+def _try_lock(directory: str, uid: int) -> int | None:
+    """An fd holding the exclusive lock of `uid`, or None when another open file (any process) holds it."""
+    fd = os.open(
+        os.path.join(directory, f"{uid}.lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+    )
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _unlock(fd: int, clean: bool) -> None:
+    with contextlib.suppress(OSError):
+        if clean:
+            os.pwrite(fd, _CLEAN, 0)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+class _Range:
+    """This process's view of one uid range: free uids (FIFO: a uid rests as long as possible before
+    reuse), a condition to wait on, and the lock fd of every uid the process holds."""
+
+    def __init__(self, uids: range, directory: str | None) -> None:
+        self.uids = uids
+        self.directory = directory
+        self.free: deque[int] = deque(uids)
+        self.cond = threading.Condition()
+        self.fds: dict[int, int] = {}
+
+
 _shared_lock = threading.Lock()
-_shared: dict[int, tuple[deque[int], threading.Condition]] = {}
+_shared: dict[tuple[int, int], _Range] = {}
+
+
+def _forget_locks_in_child() -> None:
+    """After os.fork: the child shares the parent's locked open files. Close them (never LOCK_UN, which
+    would unlock the parent's slot) so a child that outlives its parent cannot keep the parent's uids."""
+    for r in list(_shared.values()):
+        for fd in list(r.fds.values()):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        r.fds = {}
+
+
+os.register_at_fork(after_in_child=_forget_locks_in_child)
 
 
 class UidPool:
-    """Hands out distinct unprivileged uids, one per concurrent call.
+    """Hands out distinct unprivileged uids, one per concurrent call, host-wide.
 
     RLIMIT_NPROC counts processes per *real uid* system-wide, so concurrent jails sharing a uid would share
-    one fork budget; distinct uids also mean one call can never signal or ptrace another's processes.
-    The uids of a base are shared by every UidPool (every Sandbox) in this process, so two sandboxes never
-    hold the same uid at once: the sweep after one's call would otherwise kill the other's jail (the warm
-    pool parks jails under uids for a long time). `size` caps this pool's own share.
-    When the server is not root it cannot switch uid: every call then runs as the server's own uid.
+    one fork budget; distinct uids also mean one call can never signal or ptrace another's processes. And
+    the sweep after a call kills every process of its uid: a second holder's jail (running, or parked by
+    the warm pool for a long time) would die with it. So a uid is held by one holder on the whole host:
+
+    - in this process, every UidPool (every Sandbox) of a range shares one free list;
+    - across processes (a code server and a reward stack, two pytest workers), each held uid also holds an
+      exclusive `flock` on `<lock dir>/<uid>.lock` (`prepare_lock_dir`), taken non-blocking and kept until
+      the uid is released after its sweep. The kernel drops it when the holder dies, SIGKILL included. A
+      holder that dies leaves the file marked dirty; the next holder sweeps the uid before using it.
+
+    `size` caps this pool's own share. A call waits up to its timeout for a slot (polling every
+    `LOCK_POLL_S` while other processes hold every free one), then raises `SlotsExhausted` naming the range.
+    When the server is not root it cannot switch uid: every call then runs as the server's own uid, and
+    nothing is locked.
     """
 
-    def __init__(self, base: int = 61000, size: int = 64) -> None:
+    def __init__(self, base: int = 61000, size: int = 64, span: int = UID_RANGE) -> None:
         self.switch = os.geteuid() == 0
         self.size = max(size, 1)
         self._held = 0
         if self.switch:
+            uids = range(base, base + max(span, size))
+            directory = prepare_lock_dir(lock_dir_path())
             with _shared_lock:
-                if base not in _shared:
-                    # FIFO: a uid rests as long as possible before reuse.
-                    _shared[base] = (deque(range(base, base + max(UID_RANGE, size))), threading.Condition())
-                self._free, self._cond = _shared[base]
+                key = (uids.start, uids.stop)
+                if key not in _shared:
+                    _shared[key] = _Range(uids, directory)
+                self._range = _shared[key]
         else:
-            self._free = deque([os.geteuid()] * self.size)
-            self._cond = threading.Condition()
+            self._range = _Range(range(0), None)
+            self._range.free = deque([os.geteuid()] * self.size)
+        self._free, self._cond = self._range.free, self._range.cond
 
-    def _available(self) -> bool:
-        return self._held < self.size and bool(self._free)
+    @property
+    def uids(self) -> range:
+        """The uid range this pool draws from (empty when not switching uids)."""
+        return self._range.uids
+
+    @property
+    def lock_dir(self) -> str | None:
+        return self._range.directory
+
+    def _describe(self) -> str:
+        r = self._range.uids
+        return f"uids {r.start}-{r.stop - 1}" if r else f"uid {os.geteuid()} (not root: no uid switch)"
+
+    def _lock_some(self, n: int) -> list[tuple[int, int]]:
+        """Lock up to `n` uids of the free list (caller holds the condition), in FIFO order; uids locked by
+        other processes go to the back. Returns (uid, fd) pairs, still in the free list."""
+        r = self._range
+        if r.directory is None:
+            return [(uid, -1) for uid in list(self._free)[:n]]
+        got: list[tuple[int, int]] = []
+        busy: list[int] = []
+        for uid in list(self._free):
+            if len(got) >= n:
+                break
+            fd = _try_lock(r.directory, uid)
+            if fd is None:
+                busy.append(uid)
+            else:
+                got.append((uid, fd))
+        for uid in busy:
+            self._free.remove(uid)
+            self._free.append(uid)
+        return got
+
+    def _claim(self, uid: int, fd: int) -> None:
+        self._free.remove(uid)
+        self._held += 1
+        if fd >= 0:
+            self._range.fds[uid] = fd
+
+    def _prepare(self, uid: int) -> int:
+        """Sweep a uid whose previous holder died holding it, and mark it in use; returns the uid."""
+        fd = self._range.fds.get(uid)
+        if fd is None:
+            return uid
+        try:
+            if os.pread(fd, 1, 0) != _CLEAN:  # dirty, or a lock file never used since boot
+                alive = sweep_uid(uid)
+                if alive:
+                    log.warning(
+                        "sandbox uid %d: %d processes of a dead holder survived the sweep", uid, alive
+                    )
+            os.pwrite(fd, _DIRTY, 0)
+        except BaseException:
+            self.release(uid, clean=False)
+            raise
+        return uid
 
     @contextlib.contextmanager
     def acquire(self, timeout: float) -> Iterator[int]:
-        with self._cond:
-            if not self._cond.wait_for(self._available, timeout=timeout):
-                raise TimeoutError(f"no free sandbox slot within {timeout:g}s ({self.size} concurrent max)")
-            uid = self._free.popleft()
-            self._held += 1
+        uid = self._take(timeout)
         try:
             yield uid
         finally:
             self.release(uid)
 
+    def _take(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if self._held < self.size and self._free:
+                    got = self._lock_some(1)
+                    if got:
+                        self._claim(*got[0])
+                        uid = got[0][0]
+                        break
+                    wait = LOCK_POLL_S  # every free uid is held by another process: poll
+                else:
+                    wait = None  # wait for a release in this process
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise SlotsExhausted(self._exhausted(timeout))
+                self._cond.wait(left if wait is None else min(left, wait))
+        return self._prepare(uid)
+
+    def _exhausted(self, timeout: float) -> str:
+        msg = f"no free sandbox uid slot within {timeout:g}s ({self._describe()}): "
+        if self._held >= self.size:
+            return msg + f"this sandbox already runs {self._held} calls ({self.size} concurrent max)"
+        if not self._free:
+            return msg + f"this process holds all {len(self._range.uids)} of them"
+        return msg + (
+            f"the {len(self._free)} not held by this process are held by other processes on this host "
+            f"(lock files in {self._range.directory}; other servers need another uid base or fewer slots)"
+        )
+
     def try_acquire(self, reserve: int = 0) -> int | None:
         """A free uid now, or None (the warm pool never waits for one), leaving at least `reserve` uids of the
-        shared range free for real calls. Give it back with `release`."""
+        range free host-wide for real calls. Give it back with `release`."""
         with self._cond:
-            if not self._available() or (self.switch and len(self._free) <= reserve):
+            if self._held >= self.size:
                 return None
-            self._held += 1
-            return self._free.popleft()
+            need = 1 + (reserve if self.switch else 0)
+            got = self._lock_some(need)
+            if len(got) < need:
+                for _, fd in got:
+                    if fd >= 0:
+                        _unlock(fd, clean=False)
+                return None
+            for _, fd in got[1:]:  # only probed: still free
+                if fd >= 0:
+                    _unlock(fd, clean=False)
+            self._claim(*got[0])
+            uid = got[0][0]
+        return self._prepare(uid)
 
-    def release(self, uid: int) -> None:
-        """Return a uid; only after every process of it was swept (`sweep_uid`)."""
+    def release(self, uid: int, clean: bool = True) -> None:
+        """Return a uid; only after every process of it was swept (`sweep_uid`). `clean=False` leaves it
+        marked dirty, so its next holder sweeps it first."""
         with self._cond:
+            fd = self._range.fds.pop(uid, None)
+            if fd is not None:
+                _unlock(fd, clean)
             self._free.append(uid)
             self._held -= 1
             self._cond.notify_all()

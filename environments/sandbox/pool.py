@@ -108,8 +108,8 @@ class WarmPool:
 
     `spawn(uid, flavor)` starts one jail; the pool holds it weakly (a WeakMethod of the Sandbox), so a
     Sandbox nobody uses any more can be collected, and its pool then closes itself. uids come from the
-    Sandbox's UidPool; the pool never takes one when `UID_RESERVE` or fewer are free, so parked jails
-    cannot starve real calls of slots.
+    Sandbox's UidPool; the pool never takes one when `UID_RESERVE` or fewer are free host-wide (other
+    processes' pools included), so parked jails cannot starve real calls of slots.
     """
 
     UID_RESERVE = 8
@@ -324,7 +324,7 @@ class WarmPool:
                 jail = spawn(uid, flavor)
             except Exception as exc:
                 log.warning("cannot start a warm sandbox jail: %s", exc)
-                self._uids.release(uid)
+                self._uids.release(uid, clean=False)  # not swept: its next holder sweeps it first
                 with self._cond:
                     self._want.appendleft(flavor)
                     self._failures += 1

@@ -31,6 +31,7 @@ from typing import Literal
 
 from environments.sandbox.cgroup import MemoryCgroups, join_prefix
 from environments.sandbox.jail import (
+    LockDirUnsafe,
     UidPool,
     become_subreaper,
     bwrap_argv,
@@ -130,7 +131,10 @@ class Sandbox:
         self.mode: Mode = mode
         self.limits = limits or SandboxLimits()
         self.tools = tools
-        self.pool = UidPool(size=slots)
+        try:
+            self.pool = UidPool(size=slots)
+        except LockDirUnsafe as exc:  # fail closed: without host-wide locks another process could sweep us
+            raise SandboxUnavailable(str(exc)) from exc
         self.subreaper = become_subreaper() if mode == "bwrap" else False
         self.cgroups = MemoryCgroups() if self.pool.switch else None
         self._leftovers = 0
