@@ -33,10 +33,11 @@ class TokenizerStageConfig(BaseModel):
     max_texts: int = Field(3000, ge=10)
     """Train the tokenizer on at most this many records."""
     isolate_spaces: bool = False
-    """Spaces as their own tokens, so names tokenize the same in prose and in JSON arguments
-    (model/tokenizer.py); off until a demo run measures it."""
+    """Spaces as their own tokens, so names tokenize the same in prose and in JSON arguments (model/tokenizer.py).
+    The demo turns it on."""
     entities: bool = False
-    """One token per value of the closed entity pools (needs `synth.tasks.values=closed`; model/tokenizer.py)."""
+    """One token per value of the closed entity pools (needs `synth.tasks.values=closed`; model/tokenizer.py).
+    The demo turns it on."""
     whole_numbers: int = Field(0, ge=0)
     """The integers 0..N-1 are one token each."""
 
@@ -70,9 +71,29 @@ class DemoConfig(BaseModel):
     """Everything the demo writes goes here: config, data, checkpoints, metrics, report."""
     seed: int = 0
     preset: str = "k2-tiny"
-    synth: SynthConfig = SynthConfig(target=5000)
-    tokenizer: TokenizerStageConfig = TokenizerStageConfig()
+    tie_embeddings: bool = True
+    """lm_head shares the input embedding (k2-tiny only; K2 unties them). With tied embeddings the copy circuit
+    that puts a value from the context into an argument is close to an identity map, and it forms ~10x sooner in
+    the short-context SFT phase (copy accuracy 0.34 vs 0.02 after 200 steps, BENCHMARKS.md)."""
+    synth: SynthConfig = SynthConfig.model_validate({"target": 5000, "tasks": {"values": "closed"}})
+    """Closed value pools (shared by all splits, one token each): a from-scratch 4M-parameter policy cannot copy
+    multi-piece names in the budget. Deviation from `agentrl synth`'s default, whose held-out tasks use unseen
+    values."""
+    tokenizer: TokenizerStageConfig = TokenizerStageConfig(
+        isolate_spaces=True, entities=True, whole_numbers=100
+    )
+    sft_short: SFTStageConfig = SFTStageConfig(
+        context="turn_windows",
+        loss_on="all",
+        max_steps=300,
+        batch_size=16,
+        lr=1e-2,
+        lr_scheduler="constant_with_warmup",
+    )
+    """Short-context warm-up before `sft` (max_steps=0 skips it): each assistant turn with only its own context,
+    language-model loss on every token, constant lr. Copying values into arguments forms here (BENCHMARKS.md)."""
     sft: SFTStageConfig = SFTStageConfig(max_steps=400, batch_size=16, lr=6e-3)
+    """Full transcripts (tool declarations, system prompt), starting from `sft_short`'s weights."""
     eval_tasks: int = Field(100, ge=1)
     """Held-out tasks per evaluation (base, after SFT, after RL)."""
     eval_max_tokens: int = Field(384, ge=16)
@@ -93,6 +114,8 @@ def quick_overrides() -> list[str]:
         "synth.tasks.heldout=40",
         "synth.tasks.rl=80",
         "tokenizer.max_texts=300",
+        "sft_short.max_steps=10",
+        "sft_short.batch_size=8",
         "sft.max_steps=30",
         "sft.batch_size=8",
         "eval_tasks=16",

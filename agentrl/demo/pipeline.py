@@ -63,7 +63,9 @@ def stage_init(ctx: DemoContext) -> None:
         entities=_entity_vocabulary(ctx.run_dir / "synth" / "domains") if tcfg.entities else (),
         whole_numbers=tcfg.whole_numbers,
     )
-    model = build_model(ctx.cfg.preset, tokenizer, seed=ctx.cfg.seed)
+    model = build_model(
+        ctx.cfg.preset, tokenizer, seed=ctx.cfg.seed, tie_word_embeddings=ctx.cfg.tie_embeddings
+    )
     out = save_checkpoint(model, tokenizer, ctx.run_dir / "init")
     params = sum(p.numel() for p in model.parameters())
     ctx.results["init"] = {"checkpoint": str(out), "vocab": len(tokenizer), "params": params}
@@ -78,18 +80,31 @@ def _entity_vocabulary(domains_dir: Path) -> list[str]:
     return closed_vocabulary(col for d in domains for col in d.value_columns())
 
 
+def stage_sft_short(ctx: DemoContext) -> None:
+    """Sequence-length warm-up: SFT on each assistant turn's own context (agentrl/train/turn_windows.py), so the
+    from-scratch policy learns to copy values into arguments before it sees full transcripts."""
+    if ctx.cfg.sft_short.max_steps == 0:
+        return
+    ctx.results["sft_short"] = _run_sft(ctx, ctx.cfg.sft_short, ctx.run_dir / "init", "sft_short")
+
+
 def stage_sft(ctx: DemoContext) -> None:
+    start = ctx.results["sft_short"]["checkpoint"] if "sft_short" in ctx.results else ctx.run_dir / "init"
+    ctx.results["sft"] = _run_sft(ctx, ctx.cfg.sft, start, "sft")
+
+
+def _run_sft(ctx: DemoContext, cfg: Any, init: str | Path, name: str) -> dict[str, Any]:
     from agentrl.train.sft import run_sft
 
-    cfg = ctx.cfg.sft.model_copy(
+    cfg = cfg.model_copy(
         update={
             "data": str(ctx.run_dir / "synth" / "trajectories.jsonl"),
-            "init": str(ctx.run_dir / "init"),
-            "out_dir": str(ctx.run_dir / "sft"),
+            "init": str(init),
+            "out_dir": str(ctx.run_dir / name),
             "seed": ctx.cfg.seed,
         }
     )
-    ctx.results["sft"] = run_sft(cfg, progress=False)
+    return run_sft(cfg, progress=False)
 
 
 def _sync(ctx: DemoContext, checkpoint: str) -> None:
@@ -176,7 +191,8 @@ def stage_eval_rl(ctx: DemoContext) -> None:
 STAGES: list[Stage] = [
     Stage("synth", stage_synth, 60),
     Stage("tokenizer+init", stage_init, 30),
-    Stage("sft", stage_sft, 400),
+    Stage("sft short", stage_sft_short, 300),
+    Stage("sft", stage_sft, 300),
     Stage("engine", stage_engine, 30),
     Stage("eval base", stage_eval_base, 40),
     Stage("eval sft", stage_eval_sft, 40),

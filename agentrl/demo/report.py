@@ -41,12 +41,20 @@ def _bars(path: Path, results: dict[str, Any]) -> None:
     plt.close(fig)
 
 
-def _sft_loss(path: Path, metrics: Path) -> bool:
+def _loss_points(metrics: Path) -> list[tuple[int, float]]:
     if not metrics.is_file():
-        return False
+        return []
     rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-    points = [(r["step"], r["loss"]) for r in rows if "loss" in r and "step" in r]
-    if not points:
+    return [(r["step"], r["loss"]) for r in rows if "loss" in r and "step" in r]
+
+
+def _sft_loss(path: Path, run_dir: Path) -> bool:
+    """Both SFT phases on one step axis: the short-context warm-up, then full transcripts."""
+    phases = [
+        ("short context (turn windows)", _loss_points(run_dir / "sft_short" / "metrics.jsonl")),
+        ("full transcripts", _loss_points(run_dir / "sft" / "metrics.jsonl")),
+    ]
+    if not any(points for _, points in phases):
         return False
     import matplotlib
 
@@ -54,10 +62,16 @@ def _sft_loss(path: Path, metrics: Path) -> bool:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    ax.plot([p[0] for p in points], [p[1] for p in points])
+    offset = 0
+    for label, points in phases:
+        if points:
+            ax.plot([offset + p[0] for p in points], [p[1] for p in points], label=label)
+            offset += points[-1][0]
     ax.set_xlabel("step")
-    ax.set_ylabel("loss (assistant tokens)")
+    ax.set_ylabel("training loss")
+    ax.set_yscale("log")
     ax.set_title("SFT loss (TRL SFTTrainer + MuonClip)")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -71,7 +85,7 @@ def build_demo_report(run_dir: Path, summary: dict[str, Any], results: dict[str,
     if any(k in results for k in ("eval_base", "eval_sft", "eval_rl")):
         _bars(out / "success.png", results)
         figures.append(("success", "Success rate and tool-call validity: random init, SFT, RL"))
-    if _sft_loss(out / "sft_loss.png", run_dir / "sft" / "metrics.jsonl"):
+    if _sft_loss(out / "sft_loss.png", run_dir):
         figures.append(("sft_loss", "SFT loss"))
     rl_report = run_dir / "rl" / "report"
     if rl_report.is_dir():
