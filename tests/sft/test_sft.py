@@ -108,3 +108,26 @@ def test_loss_on_all_trains_every_token(synth_data, tiny_checkpoint):
     assert all(all(m) for m in everything["assistant_masks"])
     assert not all(all(m) for m in assistant["assistant_masks"])
     assert stats["loss_tokens"] == stats["tokens"]
+
+
+def test_turn_windows_context_trains_on_one_record_per_assistant_turn(synth_data, tiny_checkpoint, tmp_path):
+    from agentrl.train.turn_windows import turn_windows
+
+    records = read_jsonl(synth_data)
+    windows = list(turn_windows(records))
+    assert len(windows) == sum(m["role"] == "assistant" for r in records for m in r["messages"])
+    out = run_sft(
+        SFTStageConfig(
+            data=str(synth_data),
+            init=tiny_checkpoint,
+            out_dir=str(tmp_path / "short"),
+            context="turn_windows",
+            max_steps=1,
+            batch_size=2,
+        ),
+        progress=False,
+    )
+    assert out["data_records"] == len(windows)
+    assert out["data_tokens"] < sum(
+        len(render_messages(r["messages"], tools=r.get("tools"))) for r in records
+    )
