@@ -128,6 +128,4 @@ def test_turn_windows_context_trains_on_one_record_per_assistant_turn(synth_data
         progress=False,
     )
     assert out["data_records"] == len(windows)
-    assert out["data_tokens"] < sum(
-        len(render_messages(r["messages"], tools=r.get("tools"))) for r in records
-    )
+    assert out["steps"] == 1 and out["train_loss"] > 0
