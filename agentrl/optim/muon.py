@@ -78,6 +78,13 @@ def newton_schulz(
     return ortho_NAB.mT if tall else ortho_NAB
 
 
+def is_dtensor(tensor: Tensor) -> bool:
+    """True for a `torch.distributed.tensor.DTensor` (an FSDP2-sharded parameter, gradient or optimizer state)."""
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(tensor, DTensor)
+
+
 def _newton_schulz_wide(
     x_NAB: Tensor,
     coefficients: tuple[float, float, float],
@@ -89,7 +96,10 @@ def _newton_schulz_wide(
     a, b, c = coefficients
     # The working copy, contiguous even when x_NAB is a transposed view (bmm is slow on transposed strides).
     norm = x_NAB.norm(dim=(-2, -1), keepdim=True).clamp(min=eps)
-    x_NAB = torch.div(x_NAB, norm, out=torch.empty(x_NAB.shape, dtype=x_NAB.dtype, device=x_NAB.device))
+    if is_dtensor(x_NAB):  # FSDP2 shards: DTensor ops only (a plain `out` buffer cannot mix with them)
+        x_NAB = x_NAB / norm
+    else:
+        x_NAB = torch.div(x_NAB, norm, out=torch.empty(x_NAB.shape, dtype=x_NAB.dtype, device=x_NAB.device))
     for step in range(steps):
         gram = x_NAB @ x_NAB.mT
         poly = torch.baddbmm(gram, gram, gram, beta=b, alpha=c)

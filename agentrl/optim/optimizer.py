@@ -27,6 +27,7 @@ from agentrl.optim.muon import (
     NS_EPS,
     NS_STEPS,
     apply_orthogonal_,
+    is_dtensor,
     matrix_view,
     muon_momentum_,
     newton_schulz,
@@ -159,7 +160,8 @@ class MuonClip(torch.optim.Optimizer):
             )
             for param, update in zip(params, updates, strict=True):
                 view = matrix_view(update, group["chunks"])
-                if view.ndim == 2:  # one by one: bitwise torch.optim.Muon
+                # 2-D one by one (bitwise torch.optim.Muon); FSDP2-sharded stacks per stack, in DTensor ops.
+                if view.ndim == 2 or is_dtensor(view):
                     apply_orthogonal_(param, newton_schulz(view, *ns_args), group["lr"])
                 else:
                     pending.setdefault((*ns_args, param.device), []).append((param, view, group["lr"]))
