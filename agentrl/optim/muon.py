@@ -193,6 +193,10 @@ def orthogonalize_stacks(
         raise ValueError("orthogonalize_stacks expects [N, A, B] stacks")
     if not stacks:
         return []
+    if any(
+        is_dtensor(stack) for stack in stacks
+    ):  # FSDP2 shards: per stack in DTensor ops (pooling uses plain buffers)
+        return [newton_schulz(stack, coefficients, steps, eps, dtype) for stack in stacks]
     if block_elements is None:
         block_elements = ns_block_elements(stacks[0].device)
     tall = [stack.size(-2) > stack.size(-1) for stack in stacks]

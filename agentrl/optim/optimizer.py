@@ -27,7 +27,6 @@ from agentrl.optim.muon import (
     NS_EPS,
     NS_STEPS,
     apply_orthogonal_,
-    is_dtensor,
     matrix_view,
     muon_momentum_,
     newton_schulz,
@@ -160,8 +159,7 @@ class MuonClip(torch.optim.Optimizer):
             )
             for param, update in zip(params, updates, strict=True):
                 view = matrix_view(update, group["chunks"])
-                # 2-D one by one (bitwise torch.optim.Muon); FSDP2-sharded stacks per stack, in DTensor ops.
-                if view.ndim == 2 or is_dtensor(view):
+                if view.ndim == 2:  # one by one: bitwise torch.optim.Muon
                     apply_orthogonal_(param, newton_schulz(view, *ns_args), group["lr"])
                 else:
                     pending.setdefault((*ns_args, param.device), []).append((param, view, group["lr"]))
