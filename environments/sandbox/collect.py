@@ -37,6 +37,16 @@ def _read(name: str, max_bytes: int) -> tuple[str, str]:
         os.close(fd)
 
 
+def send_files(fd: int, names: list[str], max_bytes: int) -> None:
+    """Write {"files": {name: text}, "errors": {name: reason}} as JSON to `fd` (and close it)."""
+    out: dict[str, dict[str, str]] = {"files": {}, "errors": {}}
+    for name in names:
+        kind, value = _read(name, max_bytes)
+        out["files" if kind == "ok" else "errors"][name] = value
+    with os.fdopen(fd, "w") as f:
+        json.dump(out, f)
+
+
 def main() -> int:
     fd, max_bytes, names = int(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3])
     cmd = sys.argv[sys.argv.index("--") + 1 :]
@@ -46,12 +56,7 @@ def main() -> int:
     except OSError as exc:
         print(f"cannot run {cmd[0]!r}: {exc.strerror}", file=sys.stderr)
         rc = 127
-    out = {"files": {}, "errors": {}}
-    for name in names:
-        kind, value = _read(name, max_bytes)
-        out["files" if kind == "ok" else "errors"][name] = value
-    with os.fdopen(fd, "w") as f:
-        json.dump(out, f)
+    send_files(fd, names, max_bytes)
     return rc if rc >= 0 else 128 - rc
 
 

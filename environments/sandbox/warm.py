@@ -155,16 +155,9 @@ def _collect(res_fd, child, names, max_bytes):
     _, status = os.waitpid(child, 0)
     rc = os.waitstatus_to_exitcode(status)
     sys.path.insert(0, "/.sandbox")
-    import json
+    from collect import send_files
 
-    from collect import _read
-
-    out = {"files": {}, "errors": {}}
-    for name in names:
-        kind, value = _read(name, max_bytes)
-        out["files" if kind == "ok" else "errors"][name] = value
-    with os.fdopen(res_fd, "w") as f:
-        json.dump(out, f)
+    send_files(res_fd, names, max_bytes)
     os._exit(rc if rc >= 0 else 128 - rc)
 
 
