@@ -86,6 +86,27 @@ class AgentConfig(_Cfg):
     error_rate: float = Field(default=0.12, ge=0, le=1, description="Per tool call, chance of a mistake.")
     recover_rate: float = Field(default=0.5, ge=0, le=1, description="Chance to fix a mistake it sees.")
     give_up_rate: float = Field(default=0.3, ge=0, le=1, description="Chance to give up after 'busy'.")
+    shortcut_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Per episode whose plan has a lookup (a `get`/`list` call whose result it copies from), "
+        "chance that the demonstrator skips the lookups and uses what it already knows: the world state is "
+        "visible to a generator that also plays the tools, as it is to the procedural one. A write gets the "
+        "row id directly, a question its answer without a call. The outcome is right, so a judge that checks "
+        "outcomes keeps it (`judge.require_tool_pattern=false`); a policy that imitates it has to guess.",
+    )
+
+
+class JudgeConfig(_Cfg):
+    """Which rubric items the procedural judge requires; every item is scored and recorded either way."""
+
+    require_tool_pattern: bool = Field(
+        default=True,
+        description="Reject trajectories whose successful calls do not contain the expected tool pattern. "
+        "False keeps every trajectory that meets the success criteria (K2 §3.1: final state, required outputs, "
+        "valid calls, retries, clarification) whatever calls led there, as an outcome judge does.",
+    )
 
 
 class BackendConfig(_Cfg):
@@ -124,6 +145,14 @@ class SynthConfig(_Cfg):
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     tasks: TasksConfig = Field(default_factory=TasksConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
     backend: BackendConfig = Field(default_factory=BackendConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     write_rubrics: bool = True
+    critic_pairs: int = Field(
+        default=0,
+        ge=0,
+        description="For up to this many accepted demonstrations, also replay the task with one plausible mistake "
+        "and keep the pair when tool_world scores the mistake lower (critic_pairs.jsonl; agentrl/synth/"
+        "critic_pairs.py): verifiable-reward-labelled data to warm-start the policy-as-critic in SFT.",
+    )

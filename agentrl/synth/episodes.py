@@ -6,6 +6,8 @@ simulator answers text that is not final. Messages are OpenAI format with K2's t
 inference). `ProceduralAgent` is the offline demonstrator: it follows the task's gold plan, but with a seeded
 error model (typos in copied values, giving up after a transient failure, a final reply that omits the value,
 stopping early) so the judge has something to reject and some kept demonstrations contain a recovered mistake.
+With `shortcut_rate` it also skips lookups now and then, acting on world state it was never shown (a privileged
+shortcut an outcome judge cannot tell from a lucky guess; the policy trained on it has to guess).
 """
 
 from __future__ import annotations
@@ -55,6 +57,12 @@ class ProceduralAgent:
         self.pending: GoldCall | None = None
         self.pending_ok = True  # was the pending call issued correctly?
         self.mistakes: list[str] = []
+        self.plan = list(task.gold)
+        if self.cfg.shortcut_rate > 0:  # no draw at 0: the default episodes stay bit-identical
+            lookups = {t.name for t in task.tools if t.op.kind in ("get", "list")}
+            if any(g.name in lookups for g in task.gold) and rng.random() < self.cfg.shortcut_rate:
+                self.plan = [g for g in task.gold if g.name not in lookups]
+                self.mistakes.append("shortcut")
 
     def _call(self, call: GoldCall) -> AgentAction:
         args = dict(call.arguments)
@@ -90,11 +98,11 @@ class ProceduralAgent:
                 self.mistakes.append("silent_error")
             self.step += 1
             self.pending = None
-        if self.step < len(self.task.gold):
+        if self.step < len(self.plan):
             if self.step > 0 and self.rng.random() < self.cfg.error_rate / 4:
                 self.mistakes.append("stopped_early")
                 return AgentAction(text="Done.")
-            return self._call(self.task.gold[self.step])
+            return self._call(self.plan[self.step])
         answer = self.task.answer
         if self.task.required_outputs and self.rng.random() < self.cfg.error_rate / 2:
             self.mistakes.append("vague_answer")

@@ -34,8 +34,9 @@ def _is_subsequence(pattern: list[str], seq: list[str]) -> bool:
     return all(any(x == p for x in it) for p in pattern)
 
 
-def judge_episode(ep: Episode) -> Verdict:
-    """Score the rubric items; pass iff every required item holds."""
+def judge_episode(ep: Episode, require_tool_pattern: bool = True) -> Verdict:
+    """Score the rubric items; pass iff every required item holds (`tool_pattern` only if `require_tool_pattern`:
+    without it the judge checks outcomes, so a demonstrator's privileged shortcut that skips a lookup passes)."""
     calls = ep.session.calls
     ok_names = [c["name"] for c in calls if c["kind"] in ("ok", "partial")]
     s: dict[str, float] = {}
@@ -55,7 +56,8 @@ def judge_episode(ep: Episode) -> Verdict:
     glitches = sum(c["kind"] in ("transient", "partial") for c in calls)
     s["efficient"] = float(len(calls) <= len(ep.task.gold) + glitches + 1)
     s["no_invalid_response"] = float(not ep.invalid_response)
-    failed = [k for k in (*REQUIRED, "no_invalid_response") if s[k] < 1.0]
+    required = [k for k in REQUIRED if require_tool_pattern or k != "tool_pattern"]
+    failed = [k for k in (*required, "no_invalid_response") if s[k] < 1.0]
     reasons = [f"{k} failed" for k in failed]
     if ep.details.get("state_diff"):
         reasons.append("state: " + "; ".join(ep.details["state_diff"][:2]))

@@ -29,6 +29,7 @@ import yaml
 from agentrl import __version__
 from agentrl.errors import AgentRLError
 from agentrl.synth.config import ROLES, SynthConfig
+from agentrl.synth.critic_pairs import critic_pair
 from agentrl.synth.dedup import Deduper
 from agentrl.synth.episodes import Episode, ProceduralAgent, run_episode
 from agentrl.synth.evolve import CATEGORIES, evolve_domains
@@ -165,7 +166,7 @@ def run_synth(
         policy = EndpointAgent(roles) if endpoint_agent else ProceduralAgent(cfg.agent)  # per-episode state
         seed = cfg.seed * 1_000_003 + i
         ep = run_episode(task, policy, seed, user)
-        verdict = judge_episode(ep)
+        verdict = judge_episode(ep, require_tool_pattern=cfg.judge.require_tool_pattern)
         if roles is not None and cfg.backend.kind("judge") == "endpoint":
             verdict = roles.judge(ep, rubrics[f"{task.domain}.{task.template}"], verdict)
         return i, ep, verdict.as_dict(), seed
@@ -175,6 +176,7 @@ def run_synth(
     )
     rng = random.Random(f"{cfg.seed}:train")
     kept: list[dict[str, Any]] = []
+    pairs: list[dict[str, Any]] = []
     tried: Counter = Counter()
     passed: Counter = Counter()
     by_level: dict[int, Counter] = defaultdict(Counter)
@@ -206,6 +208,10 @@ def run_synth(
                 rec = _record(ep, verdict, i, cfg, seed)
                 if dedup.add(rec):
                     kept.append(rec)
+                    if len(pairs) < cfg.critic_pairs:  # own RNG: the trajectories stay bit-identical
+                        pair = critic_pair(ep, seed, random.Random(f"{cfg.seed}:critic:{i}"))
+                        if pair is not None:
+                            pairs.append({"id": f"{rec['id']}.critic", **pair})
                 if len(kept) >= cfg.target:
                     break
     finally:
@@ -213,6 +219,9 @@ def run_synth(
             pool.shutdown()
     lists = eval_task_lists(factory, cfg.tasks, cfg.seed)
     files = _write_outputs(out, cfg, kept, lists, domains, rubrics)
+    if cfg.critic_pairs:
+        files["critic_pairs"] = str(out / "critic_pairs.jsonl")
+        write_jsonl(out / "critic_pairs.jsonl", pairs)
     wall = time.perf_counter() - t0
     total_tried = sum(tried.values())
     levels = Counter(r["level"] for r in kept)
@@ -236,6 +245,9 @@ def run_synth(
         **dedup.counts,
         "accepted_by_level": {str(k): levels[k] for k in sorted(levels)},
         "accepted_with_recovered_mistake": sum("recovered" in r["provenance"]["mistakes"] for r in kept),
+        "accepted_with_shortcut": sum("shortcut" in r["provenance"]["mistakes"] for r in kept),
+        "critic_pairs": len(pairs),
+        "critic_pairs_by_kind": dict(Counter(p["corruption"] for p in pairs).most_common()),
         "turns_mean": round(sum(r["num_turns"] for r in kept) / max(1, len(kept)), 3),
         "tool_calls_mean": round(sum(r["num_tool_calls"] for r in kept) / max(1, len(kept)), 3),
         "chars_mean": round(sum(_chars(r) for r in kept) / max(1, len(kept)), 1),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 from agentrl.synth.config import AgentConfig
@@ -131,3 +132,38 @@ def test_dedup_exact_and_near():
     other = {"messages": run_episode(_task("shop", "cancel_and_move", seed=9), agent, seed=0).messages}
     keep, counts = dedup([rec, rec, near, other], threshold=0.8)
     assert keep == [0, 3] and counts == {"exact_duplicates": 1, "near_duplicates": 1}
+
+
+def test_privileged_shortcut_skips_lookups_and_only_an_outcome_judge_keeps_it():
+    """`agent.shortcut_rate`: the demonstrator acts on state it was never shown; the outcome is right, the pattern
+    is not, so only `require_tool_pattern=False` keeps it (and the record says so)."""
+    task = _task("shop", "cancel_by_user")  # find_order(user) -> cancel_order(id)
+    lookups = {t.name for t in task.tools if t.op.kind in ("get", "list")}
+    assert any(g.name in lookups for g in task.gold)
+    ep = run_episode(task, ProceduralAgent(AgentConfig(error_rate=0.0, shortcut_rate=1.0)), seed=0)
+    names = [c["name"] for c in ep.session.calls]
+    assert "shortcut" in ep.mistakes and ep.reward == 1.0
+    assert not set(names) & lookups and names == [g.name for g in task.gold if g.name not in lookups]
+    # the id the write uses appears nowhere before it: only the world state had it
+    first_call = next(m for m in ep.messages if m.get("tool_calls"))
+    row_id = json.loads(first_call["tool_calls"][0]["function"]["arguments"])["id"]
+    assert row_id not in json.dumps(ep.messages[: ep.messages.index(first_call)])
+    strict, outcome = judge_episode(ep), judge_episode(ep, require_tool_pattern=False)
+    assert not strict.passed and strict.reasons == ["tool_pattern failed"]
+    assert outcome.passed and outcome.scores["tool_pattern"] == 0.0
+    # rate 0 never shortcuts and draws nothing: the episode is the same as the default agent's
+    plain = run_episode(task, ProceduralAgent(AgentConfig(error_rate=0.0)), seed=0)
+    zero = run_episode(task, ProceduralAgent(AgentConfig(error_rate=0.0, shortcut_rate=0.0)), seed=0)
+    assert zero.messages == plain.messages and "shortcut" not in zero.mistakes
+
+
+def test_shortcut_on_a_question_answers_without_a_call():
+    d = DOMAINS["shop"]
+    tpl = next(t for t in d.templates if t.level == 1 and len(t.plan) == 1 and t.must_say)
+    task = _task("shop", tpl.id)
+    ep = run_episode(task, ProceduralAgent(AgentConfig(error_rate=0.0, shortcut_rate=1.0)), seed=0)
+    assert ep.session.calls == [] and ep.reward == 1.0 and "shortcut" in ep.mistakes
+    assert judge_episode(ep, require_tool_pattern=False).passed and not judge_episode(ep).passed
+    no_lookup = _task("bank", "deposit")  # a write only: nothing to skip, the plan is followed
+    ep = run_episode(no_lookup, ProceduralAgent(AgentConfig(error_rate=0.0, shortcut_rate=1.0)), seed=0)
+    assert "shortcut" not in ep.mistakes and judge_episode(ep).passed

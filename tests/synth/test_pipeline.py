@@ -224,3 +224,29 @@ def test_shipped_configs_load_and_import_example_tools(tmp_path, monkeypatch):
     stats = run_synth(cfg, echo=None)
     assert stats["tools_by_source"]["file"] == 5
     assert {"fn_example_functions", "fn_example_bfcl"} <= set(stats["acceptance_by_domain"])
+
+
+def test_shortcut_demonstrations_change_only_the_training_data(run, tmp_path):
+    """`agent.shortcut_rate` + an outcome judge: some kept demonstrations skip their lookups (recorded in
+    provenance, tool pattern scored 0), while the held-out and RL task lists are byte-identical to the run without
+    shortcuts (the knob never touches evaluation)."""
+    base_out, base_stats = run
+    out = tmp_path / "shortcut"
+    cfg = {
+        **SMALL,
+        "out_dir": str(out),
+        "agent": {"shortcut_rate": 0.5},
+        "judge": {"require_tool_pattern": False},
+    }
+    stats = run_synth(cfg, echo=None)
+    assert base_stats["accepted_with_shortcut"] == 0
+    assert 0.2 * stats["accepted"] < stats["accepted_with_shortcut"] < 0.8 * stats["accepted"]
+    for name in ("tasks_heldout.jsonl", "tasks_rl.jsonl"):
+        assert (out / name).read_bytes() == (base_out / name).read_bytes()
+    for rec in read_jsonl(out / "trajectories.jsonl"):
+        skipped = "shortcut" in rec["provenance"]["mistakes"]
+        assert rec["provenance"]["judge"]["scores"]["tool_pattern"] == (0.0 if skipped else 1.0)
+        assert rec["provenance"]["reward"] == 1.0
+    # the strict judge rejects every shortcut: none survive without the outcome judge
+    strict = run_synth({**cfg, "out_dir": str(tmp_path / "strict"), "judge": {}}, echo=None)
+    assert strict["accepted_with_shortcut"] == 0 and strict["rejections_by_reason"]["tool_pattern"] > 0
