@@ -21,7 +21,11 @@ def _demo_rl() -> RLConfig:
             # (held-out 0.32 -> 0.24), 2e-4 kept it (0.33). BENCHMARKS.md, "Fourth session".
             "temperature": {"kind": "linear", "start": 0.7, "end": 0.3, "steps": 30},
             "budget": {"default": 768, "penalty": -0.5},
-            "optimizer": {"name": "muonclip", "muonclip": {"lr": 2e-4, "weight_decay": 0.0}},
+            # The SFT demonstrations skip lookups half the time (`synth.agent.shortcut_rate`): Muon lr 1e-3 flips
+            # that decision in 30 steps (level 3: 34/36 skip -> 7/36), 2e-4 barely moves the policy; PTX on the
+            # SFT records holds the copying skill lr 1e-3 alone erodes. BENCHMARKS.md, "Fifth session".
+            "optimizer": {"name": "muonclip", "muonclip": {"lr": 1e-3, "weight_decay": 0.0}},
+            "ptx": {"beta": 0.5, "batch_size": 4},
             "checkpoint": {"every": 10},
             "metrics": {"progress": False},
         }
@@ -79,10 +83,19 @@ class DemoConfig(BaseModel):
     """lm_head shares the input embedding (k2-tiny only; K2 unties them). With tied embeddings the copy circuit
     that puts a value from the context into an argument is close to an identity map, and it forms ~10x sooner in
     the short-context SFT phase (copy accuracy 0.34 vs 0.02 after 200 steps, BENCHMARKS.md)."""
-    synth: SynthConfig = SynthConfig.model_validate({"target": 5000, "tasks": {"values": "closed"}})
+    synth: SynthConfig = SynthConfig.model_validate(
+        {
+            "target": 5000,
+            "tasks": {"values": "closed"},
+            "agent": {"shortcut_rate": 0.5},
+            "judge": {"require_tool_pattern": False},
+        }
+    )
     """Closed value pools (shared by all splits, one token each): a from-scratch 4M-parameter policy cannot copy
     multi-piece names in the budget. Deviation from `agentrl synth`'s default, whose held-out tasks use unseen
-    values."""
+    values. The demonstrator skips the lookup in half the episodes that have one, acting on world state it was
+    never shown, and an outcome judge keeps those: the SFT policy imitates the skip, guesses the id and fails, and
+    RL's verifiable reward teaches it to look up (the room RL has; BENCHMARKS.md, "Fifth session")."""
     tokenizer: TokenizerStageConfig = TokenizerStageConfig(
         isolate_spaces=True, entities=True, whole_numbers=100
     )
@@ -107,6 +120,8 @@ class DemoConfig(BaseModel):
     critic: DemoCriticConfig = DemoCriticConfig()
     rl_task_pool: int = Field(400, ge=1)
     """RL prompts drawn from the synth RL split."""
+    ptx_records: int = Field(2000, ge=1)
+    """SFT records (the synth trajectories, shortcuts included) in the RL stage's PTX set when `rl.ptx.beta > 0`."""
     max_model_len: int = Field(1024, ge=128)
     """vLLM context length."""
 

@@ -142,11 +142,16 @@ def stage_eval_sft(ctx: DemoContext) -> None:
 
 
 def stage_rl(ctx: DemoContext) -> None:
-    from agentrl.demo.stages import load_tasks, run_rl
+    from agentrl.demo.stages import load_tasks, ptx_records, run_rl
     from model.checkpoint import save_checkpoint
 
     rl_cfg = ctx.cfg.rl.model_copy(update={"run_dir": str(ctx.run_dir / "rl"), "seed": ctx.cfg.seed})
     tasks = load_tasks(ctx.run_dir / "synth" / "tasks_rl.jsonl", ctx.cfg.rl_task_pool)
+    ptx = (
+        ptx_records(ctx.run_dir / "synth" / "trajectories.jsonl", ctx.cfg.ptx_records)
+        if rl_cfg.ptx.beta > 0
+        else None
+    )
     out = run_rl(
         ctx.engine,
         ctx.results["sft"]["checkpoint"],
@@ -154,6 +159,7 @@ def stage_rl(ctx: DemoContext) -> None:
         rl_cfg,
         critic_cfg=ctx.cfg.critic,
         max_model_len=ctx.cfg.max_model_len,
+        ptx=ptx,
     )
     final = save_checkpoint(out["model"], out["tokenizer"], ctx.run_dir / "rl" / "final")
     ctx.results["rl"] = {"steps": out["steps"], "stop_reason": out["stop_reason"], "checkpoint": str(final)}

@@ -85,6 +85,20 @@ def build_rewards(
     return {"reward_fn": reward_fn, "aux_losses": [refine], "critic": critic}
 
 
+def ptx_records(path: str | Path, limit: int) -> list[dict[str, Any]]:
+    """The first `limit` SFT records (`synth/trajectories.jsonl`), as they are: PTX keeps the policy near its SFT
+    distribution (format, tool and argument names, copying) while RL moves it; a curated subset would also teach."""
+    records = []
+    with Path(path).open() as fh:
+        for line in fh:
+            if len(records) >= limit:
+                break
+            if line.strip():
+                rec = json.loads(line)
+                records.append({"messages": rec["messages"], "tools": rec.get("tools") or []})
+    return records
+
+
 def make_engine(checkpoint: str, max_model_len: int, seed: int) -> Any:
     from agentrl.engine.vllm_engine import VLLMEngine
 
@@ -120,8 +134,10 @@ def run_rl(
     eval_max_tokens: int = 384,
     critic_cfg: Any = None,
     max_model_len: int = 1024,
+    ptx: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """RL from `checkpoint`, rolling out with `engine` (weights synced after every update)."""
+    """RL from `checkpoint`, rolling out with `engine` (weights synced after every update); `ptx`: SFT-format
+    records for the PTX loss (used when `rl_config.ptx.beta > 0`)."""
     from agentrl.rollout.agent_loop import AgentLoop, LoopConfig
     from agentrl.rollout.envs import LocalEnv
     from agentrl.train.agent_rollout import AgentLoopRollout, RLTask
@@ -140,6 +156,11 @@ def run_rl(
 
         critic_cfg = DemoCriticConfig(enabled=False)
     rewards = build_rewards(engine, tokenizer, critic_cfg, max_model_len, rl_config.seed)
+    ptx_examples = []
+    if ptx and rl_config.ptx.beta > 0:
+        from agentrl.train.ptx import ptx_examples_from_records
+
+        ptx_examples = ptx_examples_from_records(ptx, tokenizer, max_model_len)
     trainer = RLTrainer(
         rl_config,
         model,
@@ -151,6 +172,7 @@ def run_rl(
         pad_id=tokenizer.pad_token_id,
         weight_sync=EngineSync(engine),
         evaluator=eval_fn,
+        ptx_examples=ptx_examples,
         resume=False,
         aux_losses=rewards["aux_losses"],
     )
