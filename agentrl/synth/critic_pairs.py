@@ -5,7 +5,7 @@ differently.
 The mistakes are the ones a small policy makes in RL (measured on the demo's SFT policy, BENCHMARKS.md "Fifth
 session"): a *plausible* wrong value, not a typo. Another row's name, another enum value, another number in an
 argument; another value of the same column in the final reply; stopping before the plan is done; skipping a
-step. The label is never assumed from the corruption: both episodes are scored by tool_world's own verifiable
+step; repeating a call until the step limit (the truncated loops of RL); calling another of the offered tools. The label is never assumed from the corruption: both episodes are scored by tool_world's own verifiable
 reward (final state + required outputs, `WorldSession.finish`), and a pair is kept only when the demonstration
 scores strictly higher. A corruption that happens not to matter (a lookup nobody reads) is dropped.
 
@@ -23,7 +23,7 @@ from agentrl.synth.episodes import AgentAction, Episode, last_call, run_episode
 from environments.tool_world.session import dumps
 from environments.tool_world.spec import TaskSpec
 
-KINDS = ("wrong_arg", "wrong_answer", "stopped_early", "skipped_step")
+KINDS = ("wrong_arg", "wrong_answer", "stopped_early", "skipped_step", "looped", "wrong_tool")
 
 
 def _state_values(task: TaskSpec) -> dict[str, list[Any]]:
@@ -100,6 +100,11 @@ class CorruptingAgent:
     def _call(self, index: int) -> AgentAction:
         call = self.plan[index]
         args = dict(call.arguments)
+        if self.kind == "wrong_tool" and index == self.target and not self.applied:
+            others = [t.name for t in self.task.tools if t.name != call.name]
+            if others:
+                self.applied = True
+                return AgentAction(calls=[(self.crng.choice(others), dumps(args))])
         if self.kind == "wrong_arg" and index == self.target and args:
             for key in self.crng.sample(sorted(args), len(args)):
                 alt = _alternative(args[key], key, self.task, call.name, self.crng)
@@ -119,7 +124,12 @@ class CorruptingAgent:
                 result.get("error") == "busy, try again" or result.get("partial")
             ):
                 return AgentAction(calls=[last_call(messages)])
+            if self.kind == "looped" and self.step == self.target:
+                self.applied = True
+                return AgentAction(calls=[last_call(messages)])  # the same call again, until the step limit
             if isinstance(result, dict) and "error" in result:
+                if self.kind == "wrong_tool" and self.applied:
+                    return self._call(self.step)  # back to the plan after the wrong tool's error
                 return AgentAction(text="Sorry, I could not do that.")
             self.step += 1
         if self.kind == "stopped_early" and self.stop_at is not None and self.step == self.stop_at:

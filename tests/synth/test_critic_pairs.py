@@ -64,7 +64,7 @@ def test_trajectories_are_unchanged_by_critic_pairs(runs):
 def test_pairs_are_labelled_by_the_verifiable_reward(runs):
     _, paired, stats = runs
     pairs = read_jsonl(paired / "critic_pairs.jsonl")
-    assert stats["critic_pairs"] == len(pairs) == 80
+    assert stats["critic_pairs"] == len(pairs) >= 40  # of 80 asked: a mistake that does not matter is dropped
     assert set(stats["critic_pairs_by_kind"]) <= set(KINDS) and len(stats["critic_pairs_by_kind"]) >= 3
     demos = {r["id"]: r for r in read_jsonl(paired / "trajectories.jsonl")}
     tasks = _tasks(paired)
