@@ -96,6 +96,28 @@ def build_critic_examples(
     return out
 
 
+def examples_from_pairs(
+    pairs: Sequence[dict[str, Any]], rubrics: RubricSet, prompt: CriticPromptConfig | None = None
+) -> list[CriticExample]:
+    """Critic examples (both orders) from synth critic pairs (`agentrl/synth/critic_pairs.py`: a demonstration and
+    the same task replayed with one mistake, each with tool_world's verifiable reward), built by
+    `build_critic_examples` itself, so the prompt is exactly the one the critic sees in RL."""
+    trajectories = []
+    for pair in pairs:
+        for side in ("good", "bad"):
+            trajectories.append(
+                Trajectory(
+                    id=f"{pair['id']}.{side}",
+                    task_id=pair["task_id"],
+                    group_id=pair["id"],
+                    messages=pair[side]["messages"],
+                    env_reward=float(pair[side]["reward"]),
+                    metadata={"domain": pair.get("domain")},
+                )
+            )
+    return build_critic_examples(trajectories, rubrics, prompt=prompt)
+
+
 def _in_holdout(group_id: str, fraction: float, seed: int) -> bool:
     h = int(hashlib.sha256(f"{seed}:{group_id}".encode()).hexdigest()[:8], 16)
     return h / 0xFFFFFFFF < fraction

@@ -61,6 +61,14 @@ class SFTStageConfig(BaseModel):
     resume: bool = False
     max_records: int = Field(0, ge=0)
     """Use at most this many records (0: all)."""
+    critic_data: str | None = None
+    """JSONL of critic records mixed into this phase (a pairwise critic prompt with the verdict `[[A]]`/`[[B]]` as
+    the assistant turn, `CriticExample.sft_record`): K2 initialises the critic ability in SFT. Their loss is on the
+    verdict turn only, whatever `loss_on` says, and they are never cut into turn windows."""
+    critic_records: int = Field(0, ge=0)
+    """Use at most this many critic records (0: all)."""
+    critic_max_length: int = Field(1024, ge=16)
+    """Critic prompts carry two responses, so they get their own length limit (the policy's context)."""
 
 
 def read_jsonl(path: str | Path, limit: int = 0) -> list[dict[str, Any]]:
@@ -126,6 +134,25 @@ def tokenize_records(
     return columns, stats
 
 
+def build_columns(cfg: SFTStageConfig, tokenizer: Any) -> tuple[dict[str, list[list[int]]], dict[str, int]]:
+    """The phase's training columns: `data` (cut into turn windows for `context=turn_windows`, masked per
+    `loss_on`), then the `critic_data` records (loss on the verdict turn only). Stats of the critic records carry
+    a `critic_` prefix."""
+    records = read_jsonl(cfg.data, cfg.max_records)
+    if cfg.context == "turn_windows":
+        from agentrl.train.turn_windows import turn_windows
+
+        records = list(turn_windows(records))
+    columns, stats = tokenize_records(records, tokenizer, cfg.max_length, loss_on=cfg.loss_on)
+    if cfg.critic_data:
+        critic = read_jsonl(cfg.critic_data, cfg.critic_records)
+        extra, extra_stats = tokenize_records(critic, tokenizer, cfg.critic_max_length, loss_on="assistant")
+        for key in columns:
+            columns[key].extend(extra[key])
+        stats.update({f"critic_{k}": v for k, v in extra_stats.items()})
+    return columns, stats
+
+
 def _jsonl_callback(path: Path):
     from transformers import TrainerCallback
 
@@ -165,12 +192,7 @@ def run_sft(cfg: SFTStageConfig, progress: bool = True) -> dict[str, Any]:
     # conversion (checkpoints store per-expert tensors). Loading through from_pretrained first restores every
     # weight; Trainer then restores optimizer, scheduler, data order and RNG state from the same directory.
     model, tokenizer = load_checkpoint(last or cfg.init)
-    records = read_jsonl(cfg.data, cfg.max_records)
-    if cfg.context == "turn_windows":
-        from agentrl.train.turn_windows import turn_windows
-
-        records = list(turn_windows(records))
-    columns, stats = tokenize_records(records, tokenizer, cfg.max_length, loss_on=cfg.loss_on)
+    columns, stats = build_columns(cfg, tokenizer)
     dataset = Dataset.from_dict(columns)
     args = SFTConfig(
         output_dir=str(out),

@@ -129,3 +129,45 @@ def test_turn_windows_context_trains_on_one_record_per_assistant_turn(synth_data
     )
     assert out["data_records"] == len(windows)
     assert out["steps"] == 1 and out["train_loss"] > 0
+
+
+def test_critic_records_train_only_the_verdict_whatever_loss_on_says(tmp_path, tiny_checkpoint):
+    """The critic warm-start mix: critic records keep their shape (no turn windows) and their loss mask covers the
+    verdict turn and nothing else, even in a loss_on=all, turn-windows phase; the transcripts keep theirs."""
+    from transformers import AutoTokenizer
+
+    from agentrl.rewards.critic_data import examples_from_pairs
+    from agentrl.rewards.rubrics import load_rubrics
+    from agentrl.synth.pipeline import run_synth
+    from agentrl.train.sft import build_columns
+    from agentrl.train.turn_windows import turn_windows
+
+    run_synth(
+        {"out_dir": str(tmp_path), "target": 24, "tasks": {"heldout": 2, "rl": 2}, "critic_pairs": 6},
+        echo=None,
+    )
+    pairs = [json.loads(line) for line in (tmp_path / "critic_pairs.jsonl").read_text().splitlines()]
+    examples = examples_from_pairs(pairs, load_rubrics())
+    assert len(examples) == 2 * len(pairs) and {e.target for e in examples} == {"A", "B"}
+    critic_path = tmp_path / "critic.jsonl"
+    critic_path.write_text("".join(json.dumps(e.sft_record()) + "\n" for e in examples))
+    tok = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    cfg = SFTStageConfig(
+        data=str(tmp_path / "trajectories.jsonl"),
+        loss_on="all",
+        context="turn_windows",
+        max_length=4096,
+        critic_data=str(critic_path),
+        critic_max_length=4096,
+    )
+    columns, stats = build_columns(cfg, tok)
+    windows = len(list(turn_windows(read_jsonl(cfg.data))))
+    assert stats["records"] == windows and stats["critic_records"] == len(examples)
+    assert len(columns["input_ids"]) == windows + len(examples)
+    assert all(all(m) for m in columns["assistant_masks"][:windows])  # loss_on=all for the transcripts
+    critic = zip(columns["input_ids"][windows:], columns["assistant_masks"][windows:], examples, strict=True)
+    for ids, mask, example in critic:
+        trained = tok.decode([t for t, m in zip(ids, mask, strict=True) if m])
+        verdict = example.sft_record()["messages"][-1]
+        assert trained == render_assistant_body(verdict) and f"[[{example.target}]]" in trained
+        assert stats["critic_loss_tokens"] < stats["critic_tokens"] / 20
