@@ -111,6 +111,17 @@ class DemoConfig(BaseModel):
     language-model loss on every token, constant lr. Copying values into arguments forms here (BENCHMARKS.md)."""
     sft: SFTStageConfig = SFTStageConfig(max_steps=200, batch_size=16, lr=6e-3)
     """Full transcripts (tool declarations, system prompt), starting from `sft_short`'s weights."""
+    sft_critic: SFTStageConfig = SFTStageConfig(
+        max_steps=0,
+        batch_size=8,
+        lr=6e-3,
+        lr_scheduler="constant_with_warmup",
+        max_records=1000,
+    )
+    """Critic warm-start after `sft`, off by default (max_steps=0; `critic.enabled=false` skips it too). It needs
+    `synth.critic_pairs > 0`: those pairs (both orders, loss on the verdict only), mixed with `max_records`
+    transcripts so the policy does not drift. K2 initialises the critic ability in SFT; measured in BENCHMARKS.md
+    ("Fifth session"), 50-100 steps do not move the held-out critic off one letter, so it is not on by default."""
     eval_tasks: int = Field(100, ge=1)
     """Held-out tasks per evaluation (base, after SFT, after RL)."""
     eval_max_tokens: int = Field(384, ge=16)
@@ -136,6 +147,9 @@ def quick_overrides() -> list[str]:
         "sft_short.max_steps=10",
         "sft_short.batch_size=8",
         "sft.max_steps=30",
+        "synth.critic_pairs=40",
+        "sft_critic.max_steps=4",
+        "sft_critic.max_records=40",
         "sft.batch_size=8",
         "eval_tasks=16",
         "rl.steps=2",

@@ -15,6 +15,7 @@ from typing import Any
 
 from agentrl.config import load_config, write_run_metadata
 from agentrl.demo.config import DemoConfig, quick_overrides
+from agentrl.errors import AgentRLError
 
 
 @dataclass
@@ -93,6 +94,42 @@ def stage_sft(ctx: DemoContext) -> None:
     ctx.results["sft"] = _run_sft(ctx, ctx.cfg.sft, start, "sft")
 
 
+def stage_sft_critic(ctx: DemoContext) -> None:
+    """Critic warm-start (K2 §3.2.2: the critic ability is initialised in SFT): a short phase on synth critic pairs
+    (a demonstration against the same task replayed with one mistake, labelled by tool_world's verifiable reward,
+    agentrl/synth/critic_pairs.py), in both orders, in exactly the prompt format of the RL-time critic, with the
+    loss on the verdict only; some transcripts ride along so the policy does not drift. The held-out critic
+    accuracy is still measured on on-policy RL pairs only."""
+    phase = ctx.cfg.sft_critic
+    if phase.max_steps == 0 or not ctx.cfg.critic.enabled:
+        return
+    data = _critic_sft_records(ctx)
+    phase = phase.model_copy(update={"critic_data": str(data)})
+    ctx.results["sft_critic"] = _run_sft(ctx, phase, ctx.results["sft"]["checkpoint"], "sft_critic")
+
+
+def _critic_sft_records(ctx: DemoContext) -> Path:
+    """synth/critic_pairs.jsonl -> critic SFT records (both orders of every pair), the RL critic's prompt."""
+    from agentrl.rewards.critic_data import examples_from_pairs
+    from agentrl.rewards.rubrics import load_rubrics
+    from agentrl.rewards.stack import RewardsConfig
+
+    source = ctx.run_dir / "synth" / "critic_pairs.jsonl"
+    if not source.is_file():
+        raise AgentRLError(f"sft_critic needs synth critic pairs ({source} is missing): set synth.critic_pairs")
+    pairs = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
+    rubrics = load_rubrics(RewardsConfig().rubric_paths)  # the rubric set the RL reward stack loads
+    examples = examples_from_pairs(pairs, rubrics, ctx.cfg.critic.prompt)
+    out = ctx.run_dir / "sft_critic_data.jsonl"
+    out.write_text("".join(json.dumps(ex.sft_record()) + "\n" for ex in examples))
+    return out
+
+
+def sft_checkpoint(results: dict[str, Any]) -> str:
+    """The policy SFT hands to eval and RL: after the critic warm-start when it ran."""
+    return str(results.get("sft_critic", results["sft"])["checkpoint"])
+
+
 def _run_sft(ctx: DemoContext, cfg: Any, init: str | Path, name: str) -> dict[str, Any]:
     from agentrl.train.sft import run_sft
 
@@ -120,8 +157,8 @@ def stage_engine(ctx: DemoContext) -> None:
 
     from agentrl.demo.stages import make_engine
 
-    ctx.engine = make_engine(ctx.results["sft"]["checkpoint"], ctx.cfg.max_model_len, ctx.cfg.seed)
-    ctx.tokenizer = AutoTokenizer.from_pretrained(ctx.results["sft"]["checkpoint"])
+    ctx.engine = make_engine(sft_checkpoint(ctx.results), ctx.cfg.max_model_len, ctx.cfg.seed)
+    ctx.tokenizer = AutoTokenizer.from_pretrained(sft_checkpoint(ctx.results))
 
 
 def _eval(ctx: DemoContext, key: str) -> None:
@@ -137,7 +174,7 @@ def stage_eval_base(ctx: DemoContext) -> None:
 
 
 def stage_eval_sft(ctx: DemoContext) -> None:
-    _sync(ctx, ctx.results["sft"]["checkpoint"])
+    _sync(ctx, sft_checkpoint(ctx.results))
     _eval(ctx, "eval_sft")
 
 
@@ -154,7 +191,7 @@ def stage_rl(ctx: DemoContext) -> None:
     )
     out = run_rl(
         ctx.engine,
-        ctx.results["sft"]["checkpoint"],
+        sft_checkpoint(ctx.results),
         tasks,
         rl_cfg,
         critic_cfg=ctx.cfg.critic,
@@ -169,7 +206,8 @@ def stage_rl(ctx: DemoContext) -> None:
 
 def _critic_before_after(ctx: DemoContext, out: dict[str, Any]) -> dict[str, Any]:
     """Critic pairwise accuracy on the same held-out verifiable pairs, with the SFT weights (before refinement)
-    and the RL weights (after); the engine ends up holding the RL weights again."""
+    and the RL weights (after); the engine ends up holding the RL weights again. "Before" is the policy RL starts
+    from, i.e. after the critic warm-start when it ran."""
     from agentrl.rewards.critic_data import evaluate_critic
     from model.weights import checkpoint_named_tensors
 
@@ -177,7 +215,7 @@ def _critic_before_after(ctx: DemoContext, out: dict[str, Any]) -> dict[str, Any
     if not held:
         return {"heldout_pairs": 0}
     end = evaluate_critic(out["critic"], held)
-    _sync(ctx, ctx.results["sft"]["checkpoint"])
+    _sync(ctx, sft_checkpoint(ctx.results))
     start = evaluate_critic(out["critic"], held)
     ctx.engine.load_weights(checkpoint_named_tensors(out["model"]))
     return {
@@ -199,6 +237,7 @@ STAGES: list[Stage] = [
     Stage("tokenizer+init", stage_init, 30),
     Stage("sft short", stage_sft_short, 300),
     Stage("sft", stage_sft, 300),
+    Stage("sft critic", stage_sft_critic, 60),
     Stage("engine", stage_engine, 30),
     Stage("eval base", stage_eval_base, 40),
     Stage("eval sft", stage_eval_sft, 40),

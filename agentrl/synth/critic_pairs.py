@@ -156,7 +156,11 @@ def corrupted_episode(task: TaskSpec, seed: int, rng: random.Random) -> tuple[st
 
 
 def critic_pair(good: Episode, seed: int, rng: random.Random) -> dict[str, Any] | None:
-    """A critic-pair record for a demonstration `good`, or None when no mistake scored lower than it."""
+    """A critic-pair record for a demonstration `good`, or None when no mistake scored lower than it. A shortcut
+    demonstration (`agent.shortcut_rate`) skips lookups the replay would make, so "fewer calls wins" would be a
+    spurious cue: those get no pair."""
+    if "shortcut" in good.mistakes:
+        return None
     made = corrupted_episode(good.task, seed, rng)
     if made is None:
         return None
