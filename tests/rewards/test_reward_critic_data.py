@@ -144,3 +144,33 @@ def test_training_prompts_match_rl_time_critic_prompts(repo_rubrics):
     SelfCritiqueReward(capture, repo_rubrics).score_group(group, {"prompt": "ignored for trajectories"})
     exs = build_critic_examples(group, repo_rubrics)
     assert len(exs) == 2 and all(ex.messages in seen for ex in exs)
+
+
+def test_demo_critic_prompt_keeps_the_user_request(repo_rubrics):
+    """The compact demo prompt clips the conversation to 300 characters from both ends: a long agent system prompt
+    is what gets cut, never the user's request at the end (the values the verdict depends on)."""
+    from agentrl.demo.config import DemoCriticConfig
+
+    request = "Set the mode of robot BJFT to idle."
+    messages = [
+        {"role": "system", "content": "You manage robots. Use the tools. " * 20},
+        {"role": "user", "content": request},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"function": {"name": "set_mode", "arguments": "{}"}}],
+        },
+    ]
+    sample = Trajectory(id="a", task_id="t", messages=messages)
+    cfg = DemoCriticConfig().prompt
+    user = build_critic_examples(
+        [sample, sample.model_copy(update={"id": "b", "env_reward": 0.0})], repo_rubrics
+    )
+    assert user == []  # no reward on either: no example
+    a = sample.model_copy(update={"env_reward": 1.0})
+    b = sample.model_copy(update={"id": "b", "env_reward": 0.0})
+    examples = build_critic_examples([a, b], repo_rubrics, prompt=cfg)
+    assert len(examples) == 2
+    for ex in examples:
+        conversation = ex.messages[1]["content"].split("# Response A")[0]
+        assert request in conversation and "characters omitted" in conversation
