@@ -120,8 +120,9 @@ class DemoConfig(BaseModel):
     )
     """Critic warm-start after `sft`, off by default (max_steps=0; `critic.enabled=false` skips it too). It needs
     `synth.critic_pairs > 0`: those pairs (both orders, loss on the verdict only), mixed with `max_records`
-    transcripts so the policy does not drift. K2 initialises the critic ability in SFT; measured in BENCHMARKS.md
-    ("Fifth session"), 50-100 steps do not move the held-out critic off one letter, so it is not on by default."""
+    transcripts so the policy does not drift. K2 initialises the critic ability in SFT. Off because, measured in
+    BENCHMARKS.md ("Fifth session"), 50 mixed steps left the critic at 0.59 on on-policy pairs (0.50 before) and
+    cut held-out success 0.31 -> 0.14."""
     eval_tasks: int = Field(100, ge=1)
     """Held-out tasks per evaluation (base, after SFT, after RL)."""
     eval_max_tokens: int = Field(384, ge=16)
