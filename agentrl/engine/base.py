@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from agentrl.errors import AgentRLError
 
@@ -42,3 +42,19 @@ class InferenceEngine(Protocol):
     def generate(self, prompts: list[list[int]], sampling: list[SamplingSpec]) -> list[Generation]: ...
 
     def load_weights(self, named_tensors: Iterable[tuple[str, Any]]) -> None: ...
+
+
+@runtime_checkable
+class StepEngine(Protocol):
+    """Continuous batching, one engine step at a time: a request joins the running batch when it is submitted and
+    leaves it when it finishes, so an episode that comes back from its environment never waits for the others'
+    turns to end (the agent loop's throughput path; `VLLMEngine` implements it). Engines that only batch whole
+    calls get it through `agentrl.engine.stepper.BatchStepper`."""
+
+    def submit(self, request_id: str, prompt: list[int], sampling: SamplingSpec) -> None: ...
+
+    def step(self) -> list[tuple[str, Generation]]:
+        """Advance every running request by one scheduler step; return the requests that finished in it."""
+        ...
+
+    def num_unfinished(self) -> int: ...

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,8 @@ class OpenAIServerEngine:
             transport=transport,
         )
         self._pool = ThreadPoolExecutor(max_workers=max_concurrency)
+        self._in_flight: dict[Future, str] = {}
+        self.poll_s = 0.01  # how long `step` waits for a request to finish before the loop polls environments
         self.model = model or self._served_model()
         self.policy_version: int | None = None
 
@@ -121,6 +123,22 @@ class OpenAIServerEngine:
         if len(specs) != len(prompts):
             raise ValueError(f"{len(prompts)} prompts but {len(specs)} sampling specs")
         return list(self._pool.map(self._one, prompts, specs))
+
+    # ---- continuous batching (`StepEngine`): each request is its own HTTP call and the server batches them
+    # continuously, so a turn that comes back from its environment is sent at once.
+
+    def submit(self, request_id: str, prompt: list[int], sampling: SamplingSpec) -> None:
+        self._in_flight[self._pool.submit(self._one, prompt, sampling)] = request_id
+
+    def step(self) -> list[tuple[str, Generation]]:
+        """Whatever finished within `poll_s` (errors raise: a failed request fails the run, as in `generate`)."""
+        if not self._in_flight:
+            return []
+        done, _ = wait(self._in_flight, timeout=self.poll_s, return_when=FIRST_COMPLETED)
+        return [(self._in_flight.pop(fut), fut.result()) for fut in done]
+
+    def num_unfinished(self) -> int:
+        return len(self._in_flight)
 
     def load_weights(self, named_tensors: Iterable[tuple[str, Any]]) -> None:
         raise EngineError(

@@ -62,36 +62,31 @@ class VLLMEngine:
     def generate(
         self, prompts: list[list[int]], sampling: list[SamplingSpec] | SamplingSpec
     ) -> list[Generation]:
-        from vllm import SamplingParams
-
+        """One blocking call for a whole batch. Not to be mixed with `submit`/`step` requests in flight: it runs
+        the engine until every request is done and would take theirs too."""
         specs = sampling if isinstance(sampling, list) else [sampling] * len(prompts)
         if len(specs) != len(prompts):
             raise ValueError(f"{len(prompts)} prompts but {len(specs)} sampling specs")
-        params = [
-            SamplingParams(
-                temperature=s.temperature,
-                top_p=s.top_p,
-                max_tokens=s.max_tokens,
-                seed=s.seed,
-                logprobs=0,
-                stop_token_ids=list(s.stop_token_ids) or None,
-                ignore_eos=s.ignore_eos,
-                allowed_token_ids=list(s.allowed_token_ids) or None,
-                skip_special_tokens=False,
-                detokenize=False,
-            )
-            for s in specs
-        ]
+        params = [_sampling_params(s) for s in specs]
         outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
-        results = []
-        for out in outputs:
-            o = out.outputs[0]
-            token_ids = list(o.token_ids)
-            logprobs = [step[tok].logprob for step, tok in zip(o.logprobs, token_ids, strict=True)]
-            results.append(
-                Generation(token_ids=token_ids, logprobs=logprobs, finish_reason=o.finish_reason or "stop")
-            )
-        return results
+        return [_generation(out) for out in outputs]
+
+    # ---- continuous batching (`StepEngine`): the agent loop's path ------------------------------------------
+
+    def submit(self, request_id: str, prompt: list[int], sampling: SamplingSpec) -> None:
+        """Add a request to the running batch; it starts at the next `step`."""
+        from vllm.sampling_params import RequestOutputKind
+
+        params = _sampling_params(sampling)
+        params.output_kind = RequestOutputKind.FINAL_ONLY  # no per-token output objects for a rollout
+        self.llm.llm_engine.add_request(request_id, {"prompt_token_ids": prompt}, params)
+
+    def step(self) -> list[tuple[str, Generation]]:
+        """One scheduler step (a decode token for every running request, prefill for new ones)."""
+        return [(out.request_id, _generation(out)) for out in self.llm.llm_engine.step() if out.finished]
+
+    def num_unfinished(self) -> int:
+        return self.llm.llm_engine.get_num_unfinished_requests()
 
     def load_weights(self, named_tensors: Iterable[tuple[str, Any]]) -> dict[str, float]:
         """Reload weights in place, without a restart. Names are checkpoint names
@@ -108,3 +103,27 @@ class VLLMEngine:
         seconds = time.perf_counter() - start
         nbytes = tensor_bytes(weights)
         return {"seconds": seconds, "bytes": float(nbytes), "bytes_per_s": nbytes / max(seconds, 1e-9)}
+
+
+def _sampling_params(s: SamplingSpec) -> Any:
+    from vllm import SamplingParams
+
+    return SamplingParams(
+        temperature=s.temperature,
+        top_p=s.top_p,
+        max_tokens=s.max_tokens,
+        seed=s.seed,
+        logprobs=0,
+        stop_token_ids=list(s.stop_token_ids) or None,
+        ignore_eos=s.ignore_eos,
+        allowed_token_ids=list(s.allowed_token_ids) or None,
+        skip_special_tokens=False,
+        detokenize=False,
+    )
+
+
+def _generation(out: Any) -> Generation:
+    o = out.outputs[0]
+    token_ids = list(o.token_ids)
+    logprobs = [step[tok].logprob for step, tok in zip(o.logprobs, token_ids, strict=True)]
+    return Generation(token_ids=token_ids, logprobs=logprobs, finish_reason=o.finish_reason or "stop")

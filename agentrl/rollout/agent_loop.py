@@ -1,9 +1,12 @@
 """The multi-turn agent loop, token-in/token-out, over many episodes at once.
 
-Per turn every live episode that is ready to generate goes into ONE `engine.generate` call (continuous batching
-inside vLLM does the rest). Environment calls (reset, tool steps, final answers) run on a thread pool, so while
-one group of episodes waits on its environment the engine generates for the others: concurrency hides
-environment latency. K2's tool-call format is parsed from the generated text (`parse_assistant_output`); the
+Continuous batching across turns: the loop drives the engine one scheduler step at a time (`StepEngine`). An
+episode whose environment call returns is submitted at once and joins the running batch at the next step; an
+episode whose turn ends leaves it and goes to its environment on a thread pool. No turn waits for the other
+episodes' turns, so the engine keeps generating while environments answer: concurrency hides environment latency
+and the batch stays full. Engines with only a whole-batch `generate` (the remote server) run through
+`BatchStepper`: one call per round of ready episodes, as before. Environment calls (reset, tool steps, final
+answers) run on the pool. K2's tool-call format is parsed from the generated text (`parse_assistant_output`); the
 calls go to the environment as an `Action` (over HTTP with `EnvClient`, or in process with `LocalEnv`).
 
 Failure semantics (no silent hangs, peers.md §3):
@@ -24,7 +27,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agentrl.engine.base import EngineError, InferenceEngine
+from agentrl.engine.base import EngineError, Generation, InferenceEngine, StepEngine
+from agentrl.engine.stepper import as_step_engine
 from agentrl.rollout.episode import Episode, EpisodeSpec
 from agentrl.schemas.trajectory import Trajectory, TrajectoryStatus
 from environments.protocol import Action, StepResult
@@ -56,9 +60,11 @@ class AgentLoop:
     def run(self, specs: list[EpisodeSpec]) -> list[Trajectory]:
         """Run every episode to an end (ok, truncated, failed) or to its partial-rollout budget (partial)."""
         episodes = [self._new_episode(s) for s in specs]
+        engine = as_step_engine(self.engine)
         pool = ThreadPoolExecutor(max_workers=max(1, min(self.config.env_threads, len(specs))))
-        pending: dict[Future, tuple[Episode, str]] = {}
-        ready: list[Episode] = []
+        pending: dict[Future, tuple[Episode, str]] = {}  # env calls in flight
+        running: dict[str, Episode] = {}  # engine request id -> episode
+        ready: list[Episode] = []  # episodes whose next move is an engine request
         closing: list[Future] = []
         try:
             for ep in episodes:
@@ -66,18 +72,25 @@ class AgentLoop:
                     ready.append(ep)
                 else:
                     pending[pool.submit(self._timed, ep, self._reset, ep)] = (ep, "reset")
-            while ready or pending:
+            while ready or pending or running:
                 if pending:
-                    self._collect(pending, ready, closing, pool)
-                if ready:
-                    batch, ready[:] = list(ready), []
-                    for ep, act in zip(batch, self._generate(batch), strict=True):
-                        if act is not None:
-                            pending[pool.submit(self._timed, ep, self._step, ep, act)] = (ep, "step")
-                        elif ep.done:
-                            closing += self._close(pool, ep)
-                        else:
-                            ready.append(ep)
+                    self._collect(pending, ready, closing, pool, block=not (ready or running))
+                for ep in ready:
+                    self._submit(engine, ep, running)
+                    if ep.done:
+                        closing += self._close(pool, ep)
+                ready.clear()
+                if not running:
+                    continue
+                for request_id, gen in self._engine_step(engine, len(running)):
+                    ep = running.pop(request_id)
+                    act = self._after_generation(ep, gen)
+                    if act is not None:
+                        pending[pool.submit(self._timed, ep, self._step, ep, act)] = (ep, "step")
+                    elif ep.done:
+                        closing += self._close(pool, ep)
+                    else:
+                        ready.append(ep)
             wait(closing, timeout=5.0)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -85,33 +98,32 @@ class AgentLoop:
 
     # ---- engine side --------------------------------------------------------------------------------------
 
-    def _generate(self, batch: list[Episode]) -> list[Action | None]:
-        """One engine call for the batch; returns per episode an action to send, or None."""
-        todo, specs = [], []
-        for ep in batch:
-            spec, stop = ep.next_sampling(self.config.max_turn_tokens, self.config.max_context_tokens)
-            if stop is not None:
-                ep.status = TrajectoryStatus(stop)
-                continue
-            todo.append(ep)
-            specs.append(spec if spec.stop_token_ids else replace(spec, stop_token_ids=self.stop_ids))
-        actions: dict[str, Action | None] = {}
-        if todo:
-            # Each prompt is the episode's exact token sequence so far: nothing is re-rendered.
-            prompts = [list(ep.token_ids) for ep in todo]
-            try:
-                gens = self.engine.generate(prompts, specs)
-            except EngineError:
-                raise
-            except Exception as exc:
-                raise EngineError(
-                    f"inference engine failed during generate: {type(exc).__name__}: {exc}"
-                ) from exc
-            if len(gens) != len(todo):
-                raise EngineError(f"engine returned {len(gens)} generations for {len(todo)} prompts")
-            for ep, gen in zip(todo, gens, strict=True):
-                actions[ep.id] = self._after_generation(ep, gen)
-        return [actions.get(ep.id) for ep in batch]
+    def _submit(self, engine: StepEngine, ep: Episode, running: dict[str, Episode]) -> None:
+        """Queue the episode's next engine request, or stop it when no budget is left."""
+        spec, stop = ep.next_sampling(self.config.max_turn_tokens, self.config.max_context_tokens)
+        if stop is not None:
+            ep.status = TrajectoryStatus(stop)
+            return
+        if not spec.stop_token_ids:
+            spec = replace(spec, stop_token_ids=self.stop_ids)
+        request_id = f"{ep.id}:{ep.calls}"
+        running[request_id] = ep
+        # The prompt is the episode's exact token sequence so far: nothing is re-rendered.
+        self._engine_call(lambda: engine.submit(request_id, list(ep.token_ids), spec), "submit")
+
+    def _engine_step(self, engine: StepEngine, expected: int) -> list[tuple[str, Generation]]:
+        finished = self._engine_call(engine.step, "generate")
+        if not finished and engine.num_unfinished() == 0:
+            raise EngineError(f"engine dropped {expected} requests: nothing finished and nothing is running")
+        return finished
+
+    def _engine_call(self, fn: Any, what: str) -> Any:
+        try:
+            return fn()
+        except EngineError:
+            raise
+        except Exception as exc:
+            raise EngineError(f"inference engine failed during {what}: {type(exc).__name__}: {exc}") from exc
 
     def _after_generation(self, ep: Episode, gen: Any) -> Action | None:
         if ep.turn_start < 0:
@@ -200,8 +212,12 @@ class AgentLoop:
         ready: list[Episode],
         closing: list[Future],
         pool: ThreadPoolExecutor,
+        block: bool,
     ) -> None:
-        if not ready:
+        """Take finished env calls. `block`: the engine has nothing to do, so wait for at least one (up to the
+        env timeout) and then a moment for the rest, so the next engine step starts with a fuller batch;
+        otherwise only poll, and the engine keeps generating for the others."""
+        if block:
             done, _ = wait(pending, timeout=self.config.env_timeout_s, return_when=FIRST_COMPLETED)
             if not done:
                 for fut, (ep, kind) in list(pending.items()):
@@ -209,8 +225,7 @@ class AgentLoop:
                     ep.failure_reason = f"environment {kind} timed out after {self.config.env_timeout_s:.0f}s"
                     del pending[fut]
                 return
-        # Wait a moment for the rest so the next engine call gets a full batch.
-        wait(pending, timeout=self.config.batch_wait_s, return_when=ALL_COMPLETED)
+            wait(pending, timeout=self.config.batch_wait_s, return_when=ALL_COMPLETED)
         for fut in [f for f in pending if f.done()]:
             ep, kind = pending.pop(fut)
             try:

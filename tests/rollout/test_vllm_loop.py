@@ -19,17 +19,33 @@ TEMPERATURE = 0.9
 
 
 class Recording:
-    """Wraps the real engine and records each call's prompts and outputs (to count mismatches)."""
+    """Wraps the real engine's continuous-batching interface and records each request's prompt and output (to
+    count mismatches), and whether each request joined while others were already mid-generation."""
 
     def __init__(self, engine) -> None:
-        self.engine, self.calls = engine, []
+        self.engine, self.calls, self.in_flight, self.steps, self.joined_mid_generation = (
+            engine,
+            [],
+            {},
+            0,
+            [],
+        )
 
-    def generate(self, prompts, sampling):
-        gens = self.engine.generate(prompts, sampling)
-        self.calls += [
-            (list(p), list(g.token_ids), list(g.logprobs)) for p, g in zip(prompts, gens, strict=True)
-        ]
-        return gens
+    def submit(self, request_id, prompt, sampling):
+        self.joined_mid_generation.append(any(step < self.steps for _, step in self.in_flight.values()))
+        self.in_flight[request_id] = (list(prompt), self.steps)
+        self.engine.submit(request_id, prompt, sampling)
+
+    def step(self):
+        self.steps += 1
+        finished = self.engine.step()
+        for request_id, g in finished:
+            prompt, _ = self.in_flight.pop(request_id)
+            self.calls.append((prompt, list(g.token_ids), list(g.logprobs)))
+        return finished
+
+    def num_unfinished(self):
+        return self.engine.num_unfinished()
 
     def load_weights(self, named_tensors):
         return self.engine.load_weights(named_tensors)
@@ -54,6 +70,16 @@ def rollout(tool_ckpt):
     specs = [EpisodeSpec(task=task, env=env, sampling=s) for task, s in zip(tasks, sampling, strict=True)]
     trajs = AgentLoop(engine, tok, LoopConfig(max_turn_tokens=128, max_turns=6)).run(specs)
     return tok, engine, trajs
+
+
+def test_requests_join_a_running_batch(rollout):
+    """Continuous batching is exercised: later turns join while other requests are mid-generation, instead of
+    waiting for every episode's turn to end."""
+    _, engine, trajs = rollout
+    assert len(engine.calls) == len(engine.joined_mid_generation) and not engine.in_flight
+    assert sum(engine.joined_mid_generation) >= 8, engine.joined_mid_generation
+    # the warm-started fixture really uses its tool (else these are single-turn text answers)
+    assert sum(t.num_tool_calls for t in trajs) >= len(trajs) // 2
 
 
 def test_trainer_scores_exactly_the_engine_tokens(rollout):
