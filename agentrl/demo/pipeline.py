@@ -116,7 +116,9 @@ def _critic_sft_records(ctx: DemoContext) -> Path:
 
     source = ctx.run_dir / "synth" / "critic_pairs.jsonl"
     if not source.is_file():
-        raise AgentRLError(f"sft_critic needs synth critic pairs ({source} is missing): set synth.critic_pairs")
+        raise AgentRLError(
+            f"sft_critic needs synth critic pairs ({source} is missing): set synth.critic_pairs"
+        )
     pairs = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
     rubrics = load_rubrics(RewardsConfig().rubric_paths)  # the rubric set the RL reward stack loads
     examples = examples_from_pairs(pairs, rubrics, ctx.cfg.critic.prompt)
