@@ -19,7 +19,7 @@ import json
 import random
 from typing import Any
 
-from agentrl.synth.episodes import AgentAction, Episode, last_call, run_episode
+from agentrl.synth.episodes import AgentAction, Episode, is_transient_glitch, last_call, run_episode
 from environments.tool_world.session import dumps
 from environments.tool_world.spec import TaskSpec
 
@@ -120,9 +120,7 @@ class CorruptingAgent:
             return AgentAction(text="Sure. What is the id?")
         if last["role"] == "tool":
             result = json.loads(last["content"])
-            if isinstance(result, dict) and (
-                result.get("error") == "busy, try again" or result.get("partial")
-            ):
+            if is_transient_glitch(result):
                 return AgentAction(calls=[last_call(messages)])
             if self.kind == "looped" and self.step == self.target:
                 self.applied = True

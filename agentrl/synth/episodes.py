@@ -44,6 +44,13 @@ def _typo(value: str, rng: random.Random) -> str:
     return value[:i] + alt + value[i + 1 :]
 
 
+def is_transient_glitch(result: Any) -> bool:
+    """tool_world's injected transient failures (busy, partial result): the demonstrator retries the same call."""
+    return isinstance(result, dict) and bool(
+        result.get("error") == "busy, try again" or result.get("partial")
+    )
+
+
 class ProceduralAgent:
     """Follows the gold plan from what it sees, with the seeded error model of `AgentConfig`."""
 
@@ -82,10 +89,7 @@ class ProceduralAgent:
             return AgentAction(text="Sure. What is the id?")
         if last["role"] == "tool" and self.pending is not None:
             result = json.loads(last["content"])
-            glitch = isinstance(result, dict) and (
-                result.get("error") == "busy, try again" or result.get("partial")
-            )
-            if glitch:
+            if is_transient_glitch(result):
                 if self.rng.random() < self.cfg.give_up_rate:
                     self.mistakes.append("gave_up")
                     return AgentAction(text="Sorry, the system is busy. Please try again later.")
