@@ -110,7 +110,10 @@ def serve_rollout_api(
 @app.command("bench")
 def bench(
     name: Annotated[
-        str, typer.Argument(help="Benchmark: optim, qkclip, envs, rollout, rl, sync, reliability, all.")
+        str,
+        typer.Argument(
+            help="Benchmark: optim, qkclip, envs, rollout, rl, sync, synth, reliability, gpu (CUDA), all."
+        ),
     ],
     quick: Annotated[bool, typer.Option(help="Smaller sizes, for smoke tests.")] = False,
     json_out: JsonOpt = False,

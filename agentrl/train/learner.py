@@ -75,8 +75,13 @@ class PolicyLearner:
         # g with g % world_size == rank; gradients are averaged across ranks by FSDP.
         self.rank, self.world_size = rank, world_size
 
+    def _autocast(self) -> torch.autocast:
+        """bf16 autocast around every forward when `precision="bf16"` (fp32 master weights and optimizer)."""
+        device = next(self.model.parameters()).device
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16")
+
     def _score(self, model: torch.nn.Module, batch: TokenBatch, rows: list[slice]) -> torch.Tensor:
-        with torch.no_grad():
+        with torch.no_grad(), self._autocast():
             return torch.cat(
                 [
                     token_logprobs(
@@ -164,7 +169,11 @@ class PolicyLearner:
                 self.optimizer.zero_grad(set_to_none=True)
                 for rows in self._micro(groups_R, mini):
                     weight = self._weight(batch, rows, mini_idx)
-                    with self._replay(self._replay_ids(score_ids, rollout_ids), batch, rows), self.routers:
+                    with (
+                        self._replay(self._replay_ids(score_ids, rollout_ids), batch, rows),
+                        self.routers,
+                        self._autocast(),
+                    ):
                         lp_BT = token_logprobs(
                             self.model,
                             batch.input_ids_BT[rows],
@@ -190,14 +199,16 @@ class PolicyLearner:
                         sums[k] = sums.get(k, 0.0) + v * weight
                 if self.ptx is not None and cfg.ptx.beta > 0:
                     ids, attn, mask = (x.to(device) for x in self.ptx.next_batch())
-                    loss_ptx = ptx_loss(self.model, ids, attn, mask)
+                    with self._autocast():
+                        loss_ptx = ptx_loss(self.model, ids, attn, mask)
                     (cfg.ptx.beta * loss_ptx).backward()
                     sums["loss/ptx"] = sums.get("loss/ptx", 0.0) + float(loss_ptx.detach())
                 for aux in self.aux_losses:
                     if aux.beta <= 0 or (aux_batch := aux.next_batch()) is None:
                         continue
                     ids, attn, mask = (x.to(device) for x in aux_batch)
-                    loss_aux = ptx_loss(self.model, ids, attn, mask)
+                    with self._autocast():
+                        loss_aux = ptx_loss(self.model, ids, attn, mask)
                     (aux.beta * loss_aux).backward()
                     key = f"loss/{aux.name}"
                     sums[key] = sums.get(key, 0.0) + float(loss_aux.detach())

@@ -105,6 +105,9 @@ class RLConfig(_Strict):
     train/inference numerics in the ratio), or the engine's sampling logprobs."""
     tis_cap: float | None = Field(None, gt=0)
     """Truncated importance-sampling correction: weight by min(π_train/π_rollout, cap); None disables."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """Forward passes of the update (scoring, policy loss, PTX): fp32, or bf16 autocast over fp32 master weights and
+    optimizer state (the GPU setting; on CPU bf16 matmuls are slower than fp32)."""
     updates_per_batch: int = Field(1, gt=0)
     """Passes over each rollout batch (K2's objective is valid off-policy, so > 1 is allowed)."""
     groups_per_minibatch: int | None = Field(None, gt=0)

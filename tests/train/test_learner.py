@@ -128,3 +128,14 @@ def test_rollout_routing_mismatch_and_replay():
     assert any(not torch.allclose(a, b) for a, b in zip(plain, replayed, strict=True))
     with pytest.raises(ValueError, match="routed_experts"):
         _update(trajs, routing={"replay": "rollout"})
+
+
+def test_bf16_precision_autocasts_the_update_and_keeps_fp32_weights():
+    full, _ = _grads()
+    half, metrics = _grads(precision="bf16")
+    flat_full = torch.cat([g.flatten() for g in full])
+    flat_half = torch.cat([g.flatten() for g in half])
+    assert all(g.dtype == torch.float32 for g in half)  # master weights (and their grads) stay fp32
+    assert not torch.equal(flat_full, flat_half)  # the forward really ran in bf16
+    cosine = torch.nn.functional.cosine_similarity(flat_full, flat_half, dim=0)
+    assert cosine > 0.99 and torch.isfinite(torch.tensor(metrics["loss/rl"]))
