@@ -85,6 +85,24 @@ def tool_outputs(subject: Subject) -> list[str]:
     return [content_text(m.get("content")) for m in subject.messages if m.get("role") == "tool"]
 
 
+def told_texts(subject: Trajectory) -> list[str]:
+    """What the agent was told: user messages and tool results that are not errors (`{"error": ...}`)."""
+    out = []
+    for m in subject.messages:
+        text = content_text(m.get("content"))
+        if m.get("role") == "user" or (m.get("role") == "tool" and not _is_error_result(text)):
+            out.append(text)
+    return out
+
+
+def _is_error_result(text: str) -> bool:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and "error" in value
+
+
 def task_field(task: Any, key: str, *, required: bool = True, default: Any = None) -> Any:
     """Read `key` from a task given as a mapping, a pydantic model or an object with attributes."""
     if isinstance(task, Mapping):

@@ -93,8 +93,9 @@ class AgentConfig(_Cfg):
         description="Per episode whose plan has a lookup (a `get`/`list` call whose result it copies from), "
         "chance that the demonstrator skips the lookups and uses what it already knows: the world state is "
         "visible to a generator that also plays the tools, as it is to the procedural one. A write gets the "
-        "row id directly, a question its answer without a call. The outcome is right, so a judge that checks "
-        "outcomes keeps it (`judge.require_tool_pattern=false`); a policy that imitates it has to guess.",
+        "row id directly. Tasks whose reply must state a looked-up value are never shortcut: tool_world grounds "
+        "required outputs (`TaskSpec.grounded_outputs`), so such a reply without the lookup scores 0. The outcome "
+        "of a shortcut write is right, so a judge that checks outcomes keeps it (`judge.require_tool_pattern=false`); a policy that imitates it has to guess.",
     )
 
 

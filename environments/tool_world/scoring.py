@@ -4,6 +4,11 @@ tau-bench scores an episode 1 when the database ends exactly in the state the go
 agent's replies contain every required output, else 0. We do the same: `expected_state` is computed at task
 creation by executing the gold plan (without stochasticity), so the check needs no hand-written diff. Row
 order within a table is ignored. The details say what differed, for debugging and for the judge's rubric scores.
+
+Deviation from tau-bench: a required output must also be *grounded* (`TaskSpec.grounded_outputs`, on by default):
+it counts only if it appears in the episode's evidence, i.e. a user message or a successful tool result. tau-bench's
+outputs are free-form facts a guess rarely hits; ours can come from small value pools (a status, a room), and RL on
+the CPU demo learned to answer such questions without a lookup and be right often enough to be rewarded.
 """
 
 from __future__ import annotations
@@ -39,18 +44,30 @@ def answer_missing(required: list[str], answer: str) -> list[str]:
 
 
 def score_episode(
-    task: TaskSpec | Mapping[str, Any], final_state: State, final_answer: str | None
+    task: TaskSpec | Mapping[str, Any],
+    final_state: State,
+    final_answer: str | None,
+    evidence: str | None = None,
 ) -> tuple[float, dict[str, Any]]:
-    """Reward 1.0 when the final state equals the expected one and the answer has every required string."""
+    """Reward 1.0 when the final state equals the expected one and the answer has every required string.
+
+    `evidence`: what the agent was told during the episode (user messages, successful tool results). When given
+    and the task has `grounded_outputs`, a required string the evidence lacks counts as missing: the agent could
+    only have guessed it. Without evidence (scoring a bare answer) the check is skipped.
+    """
     spec = task if isinstance(task, TaskSpec) else TaskSpec.model_validate(task)
     diff = state_diff(spec.expected_state, final_state)
     missing = answer_missing(spec.required_outputs, final_answer or "")
-    state_ok, answer_ok = not diff, not missing
+    ungrounded = []
+    if evidence is not None and spec.grounded_outputs:
+        ungrounded = [s for s in answer_missing(spec.required_outputs, evidence) if s not in missing]
+    state_ok, answer_ok = not diff, not missing and not ungrounded
     reward = 1.0 if state_ok and answer_ok else 0.0
     return reward, {
         "state_ok": state_ok,
         "answer_ok": answer_ok,
         "state_diff": diff,
         "missing_outputs": missing,
+        "ungrounded_outputs": ungrounded,
         "task_id": spec.id,
     }

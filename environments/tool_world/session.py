@@ -159,11 +159,18 @@ class WorldSession:
         self.reward: float | None = None
         self.details: dict[str, Any] = {}
         self._last_glitch: tuple[str, str] | None = None
+        # What the agent was told (user messages, successful tool results): grounds its required outputs.
+        self.evidence: list[str] = [self._first_message()]
 
     # -- observation ------------------------------------------------------------------------------------
     def initial_messages(self) -> list[dict[str, Any]]:
-        first = self.task.vague if (self.task.vague and not self.revealed) else self.task.user
-        return [{"role": "system", "content": self.task.system}, {"role": "user", "content": first}]
+        return [
+            {"role": "system", "content": self.task.system},
+            {"role": "user", "content": self._first_message()},
+        ]
+
+    def _first_message(self) -> str:
+        return self.task.vague if (self.task.vague and not self.revealed) else self.task.user
 
     def openai_tools(self) -> list[dict[str, Any]]:
         return self.task.openai_tools()
@@ -173,6 +180,8 @@ class WorldSession:
         """Execute one tool call and return its observation. Never raises on bad input."""
         result = self._call(name, arguments)
         self.calls.append({"name": name, "arguments": arguments, "kind": result.kind})
+        if result.ok:
+            self.evidence.append(result.content)
         return result
 
     def _call(self, name: str, arguments: str | dict[str, Any] | None) -> ToolResult:
@@ -238,6 +247,8 @@ class WorldSession:
     def say(self, text: str) -> str | None:
         """The agent wrote text without tool calls. Returns the user's reply, or None if that was final."""
         reply = self.user(self.task, self, text)
+        if reply is not None:
+            self.evidence.append(reply)
         if reply is not None and not self.revealed:
             self.revealed = True
             self.revealed_after_calls = len(self.calls)
@@ -246,7 +257,9 @@ class WorldSession:
     def finish(self, answer: str | None) -> tuple[float, dict[str, Any]]:
         """End the episode and score it (final-state check plus required outputs)."""
         self.done = True
-        self.reward, self.details = score_episode(self.task, self.state, answer)
+        self.reward, self.details = score_episode(
+            self.task, self.state, answer, evidence="\n".join(self.evidence)
+        )
         self.details["tool_calls"] = len(self.calls)
         self.details["invalid_tool_calls"] = sum(
             c["kind"] in ("bad_json", "bad_args", "unknown_tool") for c in self.calls

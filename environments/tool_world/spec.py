@@ -285,6 +285,9 @@ class TaskSpec(_Model):
     state: State
     expected_state: State
     required_outputs: list[str] = Field(default_factory=list)  # substrings the final reply must contain
+    grounded_outputs: bool = True
+    """A required output counts only if the agent was told it: it appears in a user message or a successful tool
+    result of the episode (scoring.score_episode). Stops a right guess from a small value pool scoring as a lookup."""
     answer: str = ""
     gold: list[GoldCall] = Field(default_factory=list)
     vague: str | None = None  # first user message when the user withholds information

@@ -1,3 +1,6 @@
+import itertools
+import json
+
 import pytest
 
 from agentrl.rewards.base import RewardError
@@ -103,13 +106,17 @@ def test_agrees_with_tool_world_scoring_on_real_tasks():
                 (task.state, said),
                 (task.expected_state, "done"),
             ]
-            for state, answer in cases:
-                want, _ = score_episode(task, state, answer)
+            for (state, answer), looked_up in itertools.product(cases, (True, False)):
+                # grounding: the required values reach the agent in a tool result, or only its answer has them
+                told = [{"role": "tool", "content": json.dumps({"rows": said})}] if looked_up else []
+                evidence = "\n".join([task.user, *(m["content"] for m in told)])
+                want, _ = score_episode(task, state, answer, evidence=evidence)
                 traj = Trajectory(
                     id="t",
                     task_id=task.id,
                     messages=[
                         {"role": "user", "content": task.user},
+                        *told,
                         {"role": "assistant", "content": answer},
                     ],
                     metadata={"final_state": {"tables": state, "steps": 3}},
@@ -118,7 +125,7 @@ def test_agrees_with_tool_world_scoring_on_real_tasks():
                 assert got.value == want, (task.id, got.details)
                 checked += 1
             changed += task.state != task.expected_state
-    assert checked >= 15 and changed >= 1
+    assert checked >= 30 and changed >= 1
 
 
 def test_row_level_partial_credit():
@@ -131,3 +138,33 @@ def test_row_level_partial_credit():
     # 4 expected rows + 1 unexpected row = 5 units; the changed row costs 2 (missing + unexpected).
     assert r.value == pytest.approx(3 / 5)
     assert FinalStateMatch.for_tool_world().score(t, {"expected_state": expected}).value == 0.0
+
+
+def test_grounded_outputs_must_reach_the_agent_before_it_says_them():
+    state = {"orders": {"o1": {"status": "refunded", "amount": 20.0}}, "refunds": ["r9"]}
+    task = {"expected_state": EXPECTED, "required_outputs": ["R9"], "grounded_outputs": True}
+    guessed = _traj(state)  # says R9, never told it
+    r = FinalStateMatch().score(guessed, task)
+    assert r.value == 0.0 and r.details["ungrounded_outputs"] == ["R9"]
+    told = guessed.model_copy(
+        update={
+            "messages": [
+                guessed.messages[0],
+                {"role": "tool", "content": '{"refund": "r9"}'},
+                guessed.messages[1],
+            ]
+        }
+    )
+    assert FinalStateMatch().score(told, task).value == 1.0
+    # an error result does not ground anything, even if it echoes the value
+    echoed = told.model_copy(
+        update={
+            "messages": [
+                told.messages[0],
+                {"role": "tool", "content": '{"error": "no refund r9"}'},
+                told.messages[2],
+            ]
+        }
+    )
+    assert FinalStateMatch().score(echoed, task).value == 0.0
+    assert FinalStateMatch().score(guessed, {**task, "grounded_outputs": False}).value == 1.0

@@ -10,6 +10,7 @@ from agentrl.synth.dedup import dedup
 from agentrl.synth.episodes import AgentAction, ProceduralAgent, run_episode
 from agentrl.synth.judge import judge_episode
 from environments.tool_world.domains import builtin_domains
+from environments.tool_world.session import WorldSession
 from environments.tool_world.spec import TaskSpec
 from environments.tool_world.taskgen import instantiate
 
@@ -157,13 +158,21 @@ def test_privileged_shortcut_skips_lookups_and_only_an_outcome_judge_keeps_it():
     assert zero.messages == plain.messages and "shortcut" not in zero.mistakes
 
 
-def test_shortcut_on_a_question_answers_without_a_call():
+def test_questions_are_never_shortcut_and_an_ungrounded_answer_scores_zero():
     d = DOMAINS["shop"]
     tpl = next(t for t in d.templates if t.level == 1 and len(t.plan) == 1 and t.must_say)
     task = _task("shop", tpl.id)
     ep = run_episode(task, ProceduralAgent(AgentConfig(error_rate=0.0, shortcut_rate=1.0)), seed=0)
-    assert ep.session.calls == [] and ep.reward == 1.0 and "shortcut" in ep.mistakes
-    assert judge_episode(ep, require_tool_pattern=False).passed and not judge_episode(ep).passed
+    assert [c["name"] for c in ep.session.calls] == [g.name for g in task.gold] and ep.reward == 1.0
+    assert "shortcut" not in ep.mistakes and judge_episode(ep).passed
+    # the right answer without the lookup (a guess from the value pool) is not rewarded
+    guess = WorldSession(task, seed=0)
+    reward, details = guess.finish(task.answer)
+    assert reward == 0.0 and details["ungrounded_outputs"] == task.required_outputs
+    assert details["missing_outputs"] == [] and details["state_ok"]
+    # with grounding off the same guess scores (tau-bench's rule)
+    loose = WorldSession(task.model_copy(update={"grounded_outputs": False}), seed=0)
+    assert loose.finish(task.answer)[0] == 1.0
     no_lookup = _task("bank", "deposit")  # a write only: nothing to skip, the plan is followed
     ep = run_episode(no_lookup, ProceduralAgent(AgentConfig(error_rate=0.0, shortcut_rate=1.0)), seed=0)
     assert "shortcut" not in ep.mistakes and judge_episode(ep).passed

@@ -240,7 +240,8 @@ def test_shortcut_demonstrations_change_only_the_training_data(run, tmp_path):
     }
     stats = run_synth(cfg, echo=None)
     assert base_stats["accepted_with_shortcut"] == 0
-    assert 0.2 * stats["accepted"] < stats["accepted_with_shortcut"] < 0.8 * stats["accepted"]
+    # questions are never shortcut (their answers are grounded), so only writes after a lookup skip it
+    assert 0.05 * stats["accepted"] < stats["accepted_with_shortcut"] < 0.8 * stats["accepted"]
     for name in ("tasks_heldout.jsonl", "tasks_rl.jsonl"):
         assert (out / name).read_bytes() == (base_out / name).read_bytes()
     for rec in read_jsonl(out / "trajectories.jsonl"):

@@ -6,7 +6,9 @@ the episode: `trajectory.metadata["final_state"]` (or pass it explicitly via `ta
 keys are matched as a subset by default (the env may track more fields), or exactly with `mode="exact"`.
 Leaves are compared for equality (numbers with a small tolerance); lists as a whole (order matters) unless
 `unordered_lists`, where each row counts as one unit for partial credit. `required_outputs` (older tool_world
-task files: `must_say`) are strings the agent must have said to the user (any assistant turn).
+task files: `must_say`) are strings the agent must have said to the user (any assistant turn). A task with
+`grounded_outputs: true` (tool_world's default) also needs each of them in what the agent was told: a user message or
+a tool result that is not an error, as tool_world's own scorer checks; a right guess is not rewarded.
 With `partial_credit`, reward = fraction of expected leaves matched (times the outputs fraction); otherwise
 all-or-nothing, as in tau-bench.
 """
@@ -18,7 +20,15 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from agentrl.rewards.base import RewardError, RewardResult, Subject, assistant_texts, stable_json, task_field
+from agentrl.rewards.base import (
+    RewardError,
+    RewardResult,
+    Subject,
+    assistant_texts,
+    stable_json,
+    task_field,
+    told_texts,
+)
 from agentrl.schemas.trajectory import Trajectory
 
 _MISSING = object()
@@ -128,6 +138,13 @@ class FinalStateMatch:
             raw = task_field(task, "must_say", required=False, default=None)
         outputs = [str(o) for o in raw or []]
         missing = [o for o in outputs if o.casefold() not in said]
+        ungrounded: list[str] = []
+        if task_field(task, "grounded_outputs", required=False, default=False) and isinstance(
+            subject, Trajectory
+        ):
+            told = "\n".join(told_texts(subject)).casefold()
+            ungrounded = [o for o in outputs if o not in missing and o.casefold() not in told]
+            missing = missing + ungrounded
         out_frac = 1.0 if not outputs else (len(outputs) - len(missing)) / len(outputs)
         if self.partial_credit:
             value = state_frac * out_frac
@@ -139,6 +156,7 @@ class FinalStateMatch:
                 "state_fraction": state_frac,
                 "mismatches": mismatches[:20],
                 "missing_outputs": missing,
+                "ungrounded_outputs": ungrounded,
                 "outputs_fraction": out_frac,
             },
         )
