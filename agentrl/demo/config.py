@@ -62,7 +62,10 @@ class DemoCriticConfig(BaseModel):
     gradient (verdict cross-entropy ~10 nats at first) was ~30x the policy gradient and swamped the RL update."""
     refine_batch_size: int = Field(8, ge=1)
     buffer_size: int = Field(512, ge=1)
-    max_pairs_per_group: int = Field(4, ge=1)
+    max_pairs_per_group: int = Field(2, ge=1)
+    """Critic-refinement examples built per verifiable group (pairs with a known better sample); the self-critique
+    reward still compares every pair. 2 (was 4) in the sixth session's demo: the critic stayed at chance with 4 as
+    well (0.50 -> 0.50), and its refinement batches cost RL time (BENCHMARKS.md, "Sixth session")."""
     holdout_fraction: float = Field(0.25, ge=0, le=1)
     max_heldout: int = Field(64, ge=1)
     eval_every: int = Field(5, ge=1)
@@ -88,7 +91,9 @@ class DemoConfig(BaseModel):
             "target": 5000,
             "tasks": {"values": "closed"},
             "agent": {"shortcut_rate": 0.5},
-            "judge": {"require_tool_pattern": False},
+            # An outcome judge over ungrounded episodes keeps the shortcut demonstrations, questions included; the
+            # task files, eval and RL still ground required outputs, so a guessed answer earns nothing there.
+            "judge": {"require_tool_pattern": False, "require_grounded_outputs": False},
         }
     )
     """Closed value pools (shared by all splits, one token each): a from-scratch 4M-parameter policy cannot copy

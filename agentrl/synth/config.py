@@ -93,9 +93,9 @@ class AgentConfig(_Cfg):
         description="Per episode whose plan has a lookup (a `get`/`list` call whose result it copies from), "
         "chance that the demonstrator skips the lookups and uses what it already knows: the world state is "
         "visible to a generator that also plays the tools, as it is to the procedural one. A write gets the "
-        "row id directly. Tasks whose reply must state a looked-up value are never shortcut: tool_world grounds "
-        "required outputs (`TaskSpec.grounded_outputs`), so such a reply without the lookup scores 0. The outcome "
-        "of a shortcut write is right, so a judge that checks outcomes keeps it (`judge.require_tool_pattern=false`); a policy that imitates it has to guess.",
+        "row id directly, a question its answer without a call, unless the episode's task grounds its required "
+        "outputs (`judge.require_grounded_outputs`, default true): then the answer would score 0 and questions are "
+        "never shortcut. The outcome of a shortcut is right, so a judge that checks outcomes keeps it (`judge.require_tool_pattern=false`); a policy that imitates it has to guess.",
     )
 
 
@@ -107,6 +107,14 @@ class JudgeConfig(_Cfg):
         description="Reject trajectories whose successful calls do not contain the expected tool pattern. "
         "False keeps every trajectory that meets the success criteria (K2 §3.1: final state, required outputs, "
         "valid calls, retries, clarification) whatever calls led there, as an outcome judge does.",
+    )
+    require_grounded_outputs: bool = Field(
+        default=True,
+        description="Score the episode as tool_world does for eval and RL: a required output counts only if the "
+        "agent was told it (`TaskSpec.grounded_outputs`). False plays each episode with grounding off, so a "
+        "privileged demonstrator's answer without the lookup (`agent.shortcut_rate`) passes too: an imperfect "
+        "generator whose guess-like demonstrations RL's grounded reward then corrects. The task files keep "
+        "grounding on either way.",
     )
 
 

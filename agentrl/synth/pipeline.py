@@ -165,6 +165,8 @@ def run_synth(
         endpoint_agent = roles is not None and cfg.backend.kind("agent") == "endpoint"
         policy = EndpointAgent(roles) if endpoint_agent else ProceduralAgent(cfg.agent)  # per-episode state
         seed = cfg.seed * 1_000_003 + i
+        if not cfg.judge.require_grounded_outputs:
+            task = task.model_copy(update={"grounded_outputs": False})
         ep = run_episode(task, policy, seed, user)
         verdict = judge_episode(ep, require_tool_pattern=cfg.judge.require_tool_pattern)
         if roles is not None and cfg.backend.kind("judge") == "endpoint":

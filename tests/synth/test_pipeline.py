@@ -251,3 +251,23 @@ def test_shortcut_demonstrations_change_only_the_training_data(run, tmp_path):
     # the strict judge rejects every shortcut: none survive without the outcome judge
     strict = run_synth({**cfg, "out_dir": str(tmp_path / "strict"), "judge": {}}, echo=None)
     assert strict["accepted_with_shortcut"] == 0 and strict["rejections_by_reason"]["tool_pattern"] > 0
+    # episodes played without grounding: questions are shortcut too (answered with no call at all), while the
+    # task files, which eval and RL score, still ground their required outputs
+    loose_out = tmp_path / "ungrounded"
+    loose = run_synth(
+        {**cfg, "out_dir": str(loose_out), "judge": {**cfg["judge"], "require_grounded_outputs": False}},
+        echo=None,
+    )
+    assert loose["accepted_with_shortcut"] > stats["accepted_with_shortcut"]
+    no_call = [
+        r
+        for r in read_jsonl(loose_out / "trajectories.jsonl")
+        if "shortcut" in r["provenance"]["mistakes"] and r["num_tool_calls"] == 0
+    ]
+    assert no_call and not any(
+        "shortcut" in r["provenance"]["mistakes"] and r["num_tool_calls"] == 0
+        for r in read_jsonl(out / "trajectories.jsonl")
+    )
+    for name in ("tasks_heldout.jsonl", "tasks_rl.jsonl"):
+        assert (loose_out / name).read_bytes() == (base_out / name).read_bytes()
+        assert all(t["grounded_outputs"] for t in read_jsonl(loose_out / name))
