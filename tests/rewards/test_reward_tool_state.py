@@ -140,31 +140,20 @@ def test_row_level_partial_credit():
     assert FinalStateMatch.for_tool_world().score(t, {"expected_state": expected}).value == 0.0
 
 
+def _with_tool_result(traj: Trajectory, content: str) -> Trajectory:
+    """`traj` with one tool-result message between its user request and its reply."""
+    user, reply = traj.messages
+    return traj.model_copy(update={"messages": [user, {"role": "tool", "content": content}, reply]})
+
+
 def test_grounded_outputs_must_reach_the_agent_before_it_says_them():
     state = {"orders": {"o1": {"status": "refunded", "amount": 20.0}}, "refunds": ["r9"]}
     task = {"expected_state": EXPECTED, "required_outputs": ["R9"], "grounded_outputs": True}
     guessed = _traj(state)  # says R9, never told it
     r = FinalStateMatch().score(guessed, task)
     assert r.value == 0.0 and r.details["ungrounded_outputs"] == ["R9"]
-    told = guessed.model_copy(
-        update={
-            "messages": [
-                guessed.messages[0],
-                {"role": "tool", "content": '{"refund": "r9"}'},
-                guessed.messages[1],
-            ]
-        }
-    )
-    assert FinalStateMatch().score(told, task).value == 1.0
+    assert FinalStateMatch().score(_with_tool_result(guessed, '{"refund": "r9"}'), task).value == 1.0
     # an error result does not ground anything, even if it echoes the value
-    echoed = told.model_copy(
-        update={
-            "messages": [
-                told.messages[0],
-                {"role": "tool", "content": '{"error": "no refund r9"}'},
-                told.messages[2],
-            ]
-        }
-    )
+    echoed = _with_tool_result(guessed, '{"error": "no refund r9"}')
     assert FinalStateMatch().score(echoed, task).value == 0.0
     assert FinalStateMatch().score(guessed, {**task, "grounded_outputs": False}).value == 1.0
