@@ -11,6 +11,8 @@ hide the others:
   (6 x active non-embedding params x tokens + causal attention).
 - `rl_update_k2_small`: the RL stage's own `PolicyLearner.update` (scoring pass, K2 objective, PTX, MuonClip) on
   k2-small, 32 samples of 1,024 tokens, fp32 vs `precision="bf16"`.
+- `fsdp_update_k2_small`: the same update on an FSDP2-sharded model (one rank: DTensor parameters, MuonClip
+  through DTensor, NCCL) vs the plain model: max parameter difference after one update, and both times.
 - `optim_k2_small`: `agentrl bench optim`'s step-time ratio (MuonClip vs torch.optim.Muon + AdamW on the same
   2-D parameters) and batched-vs-looped expert Muon, on k2-small instead of k2-tiny.
 - `optim_k2_tiny`: `agentrl bench optim` itself (issue 3's targets) on CUDA.
@@ -188,14 +190,10 @@ def train_k2_small(t: Target, quick: bool) -> dict[str, Any]:
     return result
 
 
-def rl_update_k2_small(t: Target, quick: bool) -> dict[str, Any]:
-    """One `PolicyLearner.update` (the RL stage's own update: pi_old scoring pass, K2 objective, PTX, MuonClip with
-    QK-Clip and routing measurement) on k2-small, fp32 vs `precision="bf16"`."""
+def _rl_batch(t: Target, quick: bool) -> tuple[list[Any], list[float], list[Any], int, int]:
+    """Synthetic groups of K samples (random tokens, half the rewards 1) and PTX examples for one RL update."""
     from agentrl.schemas.trajectory import Trajectory
-    from agentrl.train.learner import PolicyLearner
-    from agentrl.train.ptx import PTXSampler, SFTExample
-    from agentrl.train.rl_config import RLConfig
-    from agentrl.train.schedules import ConstantSchedule
+    from agentrl.train.ptx import SFTExample
 
     groups, k, prompt_len, gen_len = (4, 4, 256, 256) if quick else (8, 4, 512, 512)
     gen = torch.Generator().manual_seed(0)
@@ -219,24 +217,43 @@ def rl_update_k2_small(t: Target, quick: bool) -> dict[str, Any]:
             )
             rewards.append(float((g + j) % 2))
     ptx = [SFTExample(torch.randint(3, vocab, (768,), generator=gen).tolist(), [0] * 256 + [1] * 512)] * 16
-    result: dict[str, Any] = {"samples": len(trajs), "tokens": len(trajs) * (prompt_len + gen_len)}
+    return trajs, rewards, ptx, groups, k
+
+
+def _learner(
+    model: torch.nn.Module, precision: str, groups: int, k: int, ptx: list[Any], world_size: int = 1
+) -> Any:
+    from agentrl.train.learner import PolicyLearner
+    from agentrl.train.ptx import PTXSampler
+    from agentrl.train.rl_config import RLConfig
+    from agentrl.train.schedules import ConstantSchedule
+
+    cfg = RLConfig.model_validate(
+        {"precision": precision, "tasks_per_step": groups, "samples_per_task": k, "ptx": {"beta": 0.5}}
+    )
+    return PolicyLearner(
+        model,
+        cfg.optimizer.build()(model),
+        cfg.objective.build(),
+        cfg,
+        pad_id=0,
+        lr_schedule=ConstantSchedule(1.0),
+        ptx=PTXSampler(ptx, batch_size=4, pad_id=0),
+        world_size=world_size,
+    )
+
+
+def rl_update_k2_small(t: Target, quick: bool) -> dict[str, Any]:
+    """One `PolicyLearner.update` (the RL stage's own update: pi_old scoring pass, K2 objective, PTX, MuonClip with
+    QK-Clip and routing measurement) on k2-small, fp32 vs `precision="bf16"`."""
+    trajs, rewards, ptx, groups, k = _rl_batch(t, quick)
+    result: dict[str, Any] = {"samples": len(trajs), "tokens": sum(len(x.token_ids) for x in trajs)}
     for precision in ("fp32", "bf16"):
         model = t.model()
-        cfg = RLConfig.model_validate(
-            {"precision": precision, "tasks_per_step": groups, "samples_per_task": k, "ptx": {"beta": 0.5}}
-        )
-        learner = PolicyLearner(
-            model,
-            cfg.optimizer.build()(model),
-            cfg.objective.build(),
-            cfg,
-            pad_id=0,
-            lr_schedule=ConstantSchedule(1.0),
-            ptx=PTXSampler(ptx, batch_size=4, pad_id=0),
-        )
+        learner = _learner(model, precision, groups, k, ptx)
         metrics: dict[str, Any] = {}
 
-        def update(learner: PolicyLearner = learner, metrics: dict[str, Any] = metrics) -> None:
+        def update(learner: Any = learner, metrics: dict[str, Any] = metrics) -> None:
             metrics.update(learner.update(trajs, rewards, step=0, temperature=0.7))
 
         seconds = statistics.median(t.timed(update, 2 if quick else 3, warmup=1))
@@ -251,6 +268,44 @@ def rl_update_k2_small(t: Target, quick: bool) -> dict[str, Any]:
         t.empty_cache()
     result["bf16_speedup"] = round(result["fp32"]["update_s"] / result["bf16"]["update_s"], 2)
     return result
+
+
+def fsdp_update_k2_small(t: Target, quick: bool) -> dict[str, Any]:
+    """The data-parallel path on this device: the same update on an FSDP2-sharded model (DTensor parameters,
+    MuonClip through DTensor, NCCL on CUDA, gloo on CPU; one rank, so the mesh has one shard) vs the plain model.
+    Reports the max parameter difference after one update and both update times."""
+    import torch.distributed as dist
+
+    from agentrl.train.distributed import full_state_dict, shard_model
+
+    trajs, rewards, ptx, groups, k = _rl_batch(t, quick)
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", str(29500 + os.getpid() % 1000))
+    dist.init_process_group("nccl" if t.device.type == "cuda" else "gloo", rank=0, world_size=1)
+    try:
+        result: dict[str, Any] = {}
+        states = {}
+        for name in ("plain", "fsdp"):
+            model = t.model()
+            if name == "fsdp":
+                shard_model(model, 1, t.device.type)
+                result["dtensor_params"] = sum(hasattr(p, "full_tensor") for p in model.parameters())
+            learner = _learner(model, "fp32", groups, k, ptx)
+            t.sync()
+            start = time.perf_counter()
+            learner.update(trajs, rewards, step=0, temperature=0.7)
+            t.sync()
+            result[f"{name}_update_s"] = round(time.perf_counter() - start, 3)
+            states[name] = full_state_dict(model)
+            del learner, model
+            t.empty_cache()
+        result["max_abs_param_diff"] = max(
+            float((states["plain"][n].float() - states["fsdp"][n].float()).abs().max())
+            for n in states["plain"]
+        )
+        return result
+    finally:
+        dist.destroy_process_group()
 
 
 def optim_k2_small(t: Target, quick: bool) -> dict[str, Any]:
@@ -340,6 +395,7 @@ SECTIONS: dict[str, Callable[[Target, bool], dict[str, Any]]] = {
     "env": env,
     "train_k2_small": train_k2_small,
     "rl_update_k2_small": rl_update_k2_small,
+    "fsdp_update_k2_small": fsdp_update_k2_small,
     "weight_sync_trainer_side": weight_sync_trainer_side,
     "hf_generate_k2_small": hf_generate_k2_small,
     "optim_k2_small": optim_k2_small,

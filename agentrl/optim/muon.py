@@ -234,7 +234,14 @@ def muon_momentum_(
 ) -> list[Tensor]:
     """The momentum update and decoupled weight decay, in place; returns the Newton-Schulz inputs U_t."""
     torch._foreach_lerp_(momentum_bufs, grads, 1 - momentum)
-    updates = torch._foreach_lerp(grads, momentum_bufs, momentum) if nesterov else list(momentum_bufs)
+    if not nesterov:
+        updates = list(momentum_bufs)
+    elif any(is_dtensor(g) for g in grads):
+        # torch < 2.13 registers no DTensor sharding strategy for the out-of-place aten._foreach_lerp.Scalar
+        # (seen with torch 2.11 + FSDP2 on CUDA); the per-tensor lerp computes the same values.
+        updates = [g.lerp(m, momentum) for g, m in zip(grads, momentum_bufs, strict=True)]
+    else:
+        updates = torch._foreach_lerp(grads, momentum_bufs, momentum)
     if weight_decay != 0:
         torch._foreach_mul_(params, 1 - lr * weight_decay)
     return updates

@@ -28,6 +28,8 @@ def test_every_section_runs_on_cpu_with_k2_tiny(tmp_path, monkeypatch):
         assert math.isfinite(rl[precision]["loss_rl"]) and math.isfinite(rl[precision]["loss_ptx"])
     # the same update in two precisions: same loss up to bf16 rounding
     assert rl["bf16"]["loss_ptx"] == pytest.approx(rl["fp32"]["loss_ptx"], rel=0.02)
+    fsdp = results["fsdp_update_k2_small"]  # the sharded update equals the plain one
+    assert fsdp["dtensor_params"] > 0 and fsdp["max_abs_param_diff"] <= 1e-5
     sync = results["weight_sync_trainer_side"]
     assert sync["bytes_bf16"] == 2 * sum(
         p.numel() for p in gpu.Target("k2-tiny", torch.device("cpu")).model().state_dict().values()
