@@ -279,9 +279,13 @@ def fsdp_update_k2_small(t: Target, quick: bool) -> dict[str, Any]:
     from agentrl.train.distributed import full_state_dict, shard_model
 
     trajs, rewards, ptx, groups, k = _rl_batch(t, quick)
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", str(29500 + os.getpid() % 1000))
-    dist.init_process_group("nccl" if t.device.type == "cuda" else "gloo", rank=0, world_size=1)
+    port = os.environ.get("MASTER_PORT", str(29500 + os.getpid() % 1000))
+    dist.init_process_group(
+        "nccl" if t.device.type == "cuda" else "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=0,
+        world_size=1,
+    )
     try:
         result: dict[str, Any] = {}
         states = {}
