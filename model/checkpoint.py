@@ -51,9 +51,8 @@ def save_checkpoint(model: Any, tokenizer: Any, out_dir: str | Path) -> Path:
     if getattr(model.config, "tie_word_embeddings", False):
         _write_tied_lm_head(model, out)
     else:
-        (out / TIED_LM_HEAD_FILE).unlink(
-            missing_ok=True
-        )  # a stale copy would override the real lm_head in vLLM
+        # a stale copy would override the real lm_head in vLLM
+        (out / TIED_LM_HEAD_FILE).unlink(missing_ok=True)
     tokenizer.save_pretrained(out)
     gen = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id,

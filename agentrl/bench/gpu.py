@@ -71,6 +71,11 @@ class Target:
         with self.device:
             return DeepseekV3ForCausalLM(build_config(self.preset))
 
+    def vocab_size(self) -> int:
+        from model.presets import build_config
+
+        return build_config(self.preset).vocab_size
+
     def timed(self, fn: Callable[[], Any], repeats: int, warmup: int = 2) -> list[float]:
         for _ in range(warmup):
             fn()
@@ -136,7 +141,7 @@ def train_k2_small(t: Target, quick: bool) -> dict[str, Any]:
     batch, seq = (4, 1024) if quick else (8, 2048)
     repeats = 3 if quick else 8
     gen = torch.Generator(device=t.device).manual_seed(0)
-    vocab = t.model().config.vocab_size
+    vocab = t.vocab_size()
     ids_BT = torch.randint(0, vocab, (batch, seq), device=t.device, generator=gen)
     attn_BT = torch.ones_like(ids_BT)
     temp_B = torch.ones(batch, device=t.device)
@@ -197,7 +202,7 @@ def _rl_batch(t: Target, quick: bool) -> tuple[list[Any], list[float], list[Any]
 
     groups, k, prompt_len, gen_len = (4, 4, 256, 256) if quick else (8, 4, 512, 512)
     gen = torch.Generator().manual_seed(0)
-    vocab = t.model().config.vocab_size
+    vocab = t.vocab_size()
     trajs, rewards = [], []
     for g in range(groups):
         prompt = torch.randint(3, vocab, (prompt_len,), generator=gen).tolist()
@@ -313,23 +318,18 @@ def fsdp_update_k2_small(t: Target, quick: bool) -> dict[str, Any]:
 
 
 def optim_k2_small(t: Target, quick: bool) -> dict[str, Any]:
-    import agentrl.bench.optim as bench_optim
+    from agentrl.bench.optim import expert_speedup, step_time_ratios
 
-    device = t.device
-    bench_optim._tiny_model = lambda d: t.model()  # same measurements, on the target preset
     repeats = 3 if quick else 7
-    ratio_bf16, _ = bench_optim._step_time_ratios(device, repeats)
-    experts = bench_optim._expert_speedup(device, repeats)
+    ratio_bf16, _ = step_time_ratios(t.device, repeats, make_model=lambda d: t.model())
+    experts = expert_speedup(t.device, repeats, make_model=lambda d: t.model())
     return {"step_time_ratio_vs_torch": round(ratio_bf16, 3), **{k: round(v, 4) for k, v in experts.items()}}
 
 
 def optim_k2_tiny(t: Target, quick: bool) -> dict[str, Any]:
-    import importlib
+    from agentrl.bench.optim import run as bench_optim
 
-    import agentrl.bench.optim as bench_optim
-
-    importlib.reload(bench_optim)  # undo optim_k2_small's model swap
-    return bench_optim.run(quick=quick)
+    return bench_optim(quick=quick)
 
 
 def weight_sync_trainer_side(t: Target, quick: bool) -> dict[str, Any]:

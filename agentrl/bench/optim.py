@@ -96,12 +96,15 @@ def _torch_parity(device: torch.device, steps: int) -> float:
     return max((p - q).abs().max().item() for p, q in zip(ours, theirs, strict=True))
 
 
-def _step_time_ratios(device: torch.device, repeats: int) -> tuple[float, float]:
-    """(MuonClip with bf16 NS / torch, MuonClip with ns_dtype="auto" / torch) on the non-expert parameters."""
+def step_time_ratios(
+    device: torch.device, repeats: int, make_model: Callable[[torch.device], torch.nn.Module] | None = None
+) -> tuple[float, float]:
+    """(MuonClip with bf16 NS / torch, MuonClip with ns_dtype="auto" / torch) on the non-expert parameters of
+    `make_model(device)` (default k2-tiny)."""
     from agentrl.optim import MuonClip, QKClip, build_param_groups
     from model.maxlogit import MaxLogitTracker
 
-    model = _tiny_model(device)
+    model = (make_model or _tiny_model)(device)
     groups = [
         g for g in build_param_groups(model) if all(p.ndim <= 2 for p in g["params"])
     ]  # no expert stacks
@@ -143,7 +146,9 @@ def _ns_flops(rows: int, cols: int, steps: int) -> int:
     return steps * (2 * small * small * large + 2 * small**3 + 2 * small * small * large)
 
 
-def _expert_speedup(device: torch.device, repeats: int) -> dict[str, Any]:
+def expert_speedup(
+    device: torch.device, repeats: int, make_model: Callable[[torch.device], torch.nn.Module] | None = None
+) -> dict[str, Any]:
     """Batched expert Muon vs the same update as a loop of 2-D parameters, and the FLOP bound on that ratio.
 
     Both sides run `ns_dtype="auto"`. The loop is what a per-expert implementation does: every expert matrix is
@@ -154,7 +159,7 @@ def _expert_speedup(device: torch.device, repeats: int) -> dict[str, Any]:
     from agentrl.optim import MuonClip, build_param_groups
     from agentrl.optim.muon import NS_STEPS, resolve_ns_dtype
 
-    model = _tiny_model(device)
+    model = (make_model or _tiny_model)(device)
     stacks = [
         g for g in build_param_groups(model) if g["name"] in ("muon_experts_gate_up", "muon_experts_down")
     ]
@@ -287,8 +292,8 @@ def run(quick: bool = False) -> dict[str, Any]:
         # avx512_bf16 are fast), so the two bf16-vs-torch measurements get fewer repeats there. 3 repeats let one
         # load spike on a shared box push the ratio to 1.38 in one run; 7 keep the median steady.
         bf16_repeats = repeats if device.type == "cuda" else (1 if quick else 7)
-        experts = _expert_speedup(device, repeats)
-        ratio_bf16, ratio_auto = _step_time_ratios(device, bf16_repeats)
+        experts = expert_speedup(device, repeats)
+        ratio_bf16, ratio_auto = step_time_ratios(device, bf16_repeats)
         result = {
             "muon_vs_torch_max_abs_diff": _torch_parity(device, steps=1 if quick else 2),
             "step_time_ratio_vs_torch": ratio_bf16,

@@ -19,6 +19,7 @@ Targets (issue 6): agentic >= 0.9x raw vLLM; agentic >= 2.5x HF generate.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import statistics
@@ -64,17 +65,13 @@ def _turn_requests(trajs: list[Any]) -> tuple[list[list[int]], list[int]]:
     its prompt everything before it."""
     prompts, lengths = [], []
     for t in trajs:
-        i, mask = 0, t.loss_mask
-        while i < len(mask):
-            if mask[i]:
-                j = i
-                while j < len(mask) and mask[j]:
-                    j += 1
-                prompts.append(t.token_ids[:i])
-                lengths.append(j - i)
-                i = j
-            else:
-                i += 1
+        start = 0
+        for generated, run in itertools.groupby(t.loss_mask):
+            length = len(list(run))
+            if generated:
+                prompts.append(t.token_ids[:start])
+                lengths.append(length)
+            start += length
     return prompts, lengths
 
 

@@ -1,8 +1,8 @@
 """`BatchStepper`: the `StepEngine` interface over an engine that only has a whole-batch `generate`.
 
 Every `step` generates all requests submitted since the last one in one call and returns them all finished, which
-is the per-turn batching the agent loop did before continuous batching: an engine behind an HTTP API (the remote
-vLLM server) or a test engine works unchanged, only without requests joining mid-generation.
+is the per-turn batching the agent loop did before continuous batching: any engine with only `generate` (a test
+engine, a custom backend) works unchanged, only without requests joining mid-generation.
 """
 
 from __future__ import annotations

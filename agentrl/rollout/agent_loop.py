@@ -4,8 +4,9 @@ Continuous batching across turns: the loop drives the engine one scheduler step 
 episode whose environment call returns is submitted at once and joins the running batch at the next step; an
 episode whose turn ends leaves it and goes to its environment on a thread pool. No turn waits for the other
 episodes' turns, so the engine keeps generating while environments answer: concurrency hides environment latency
-and the batch stays full. Engines with only a whole-batch `generate` (the remote server) run through
-`BatchStepper`: one call per round of ready episodes, as before. Environment calls (reset, tool steps, final
+and the batch stays full (`VLLMEngine` steps its scheduler; `OpenAIServerEngine` sends each request as its own
+HTTP call). Engines with only a whole-batch `generate` run through `BatchStepper`: one call per round of ready
+episodes. Environment calls (reset, tool steps, final
 answers) run on the pool. K2's tool-call format is parsed from the generated text (`parse_assistant_output`); the
 calls go to the environment as an `Action` (over HTTP with `EnvClient`, or in process with `LocalEnv`).
 

@@ -1,9 +1,9 @@
 """A tiny policy that speaks K2's tool-call format, for rollout tests and `agentrl bench rollout`.
 
 A random-init model almost never emits `<|im_end|>` or a tool-call section, so a multi-turn rollout with it is one
-long truncated turn. Here the tiny model is overfit (~1–2 minutes on 2 cores, loss on the assistant tokens) on oracle transcripts of the key-value demo
-environment (`environments.protocol.demo.KeyValueEnv`, with a short prompt: `ShortKV`), played through the real environment so tool results are
-genuine. The result emits tool calls (some malformed at temperature 1, which the loop must survive), reads tool
+long truncated turn. Here the tiny model is overfit (~1–2 minutes on 2 cores, loss on the assistant tokens) on
+oracle transcripts of the key-value demo environment (`environments.protocol.demo.KeyValueEnv`, with a short
+prompt: `ShortKV`), played through the real environment so tool results are genuine. The result emits tool calls (some malformed at temperature 1, which the loop must survive), reads tool
 results and ends with a final answer: realistic multi-turn traffic at CPU scale. It is a fixture, not SFT (issue 5
 owns SFT).
 """

@@ -95,7 +95,8 @@ class AgentConfig(_Cfg):
         "visible to a generator that also plays the tools, as it is to the procedural one. A write gets the "
         "row id directly, a question its answer without a call, unless the episode's task grounds its required "
         "outputs (`judge.require_grounded_outputs`, default true): then the answer would score 0 and questions are "
-        "never shortcut. The outcome of a shortcut is right, so a judge that checks outcomes keeps it (`judge.require_tool_pattern=false`); a policy that imitates it has to guess.",
+        "never shortcut. The outcome of a shortcut is right, so a judge that checks outcomes keeps it "
+        "(`judge.require_tool_pattern=false`); a policy that imitates it has to guess.",
     )
 
 

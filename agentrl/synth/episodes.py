@@ -9,7 +9,7 @@ stopping early) so the judge has something to reject and some kept demonstration
 With `shortcut_rate` it also skips lookups now and then, acting on world state it was never shown (a privileged
 shortcut an outcome judge cannot tell from a lucky guess; the policy trained on it has to guess). Tasks whose reply
 must state grounded values (`TaskSpec.grounded_outputs`) are never shortcut: tool_world scores such a reply 0
-unless a tool result or the user said the value.
+unless a tool result or the user said the value (the synth judge can play tasks ungrounded, see JudgeConfig).
 """
 
 from __future__ import annotations
@@ -69,9 +69,8 @@ class ProceduralAgent:
         self.plan = list(task.gold)
         # A grounded answer (TaskSpec.grounded_outputs) scores only if a tool result said it: never skip its lookup.
         answers_from_lookup = bool(task.required_outputs) and task.grounded_outputs
-        if (
-            self.cfg.shortcut_rate > 0 and not answers_from_lookup
-        ):  # no draw at 0: default episodes stay identical
+        # No draw at rate 0, so the default episodes stay bit-identical.
+        if self.cfg.shortcut_rate > 0 and not answers_from_lookup:
             lookups = {t.name for t in task.tools if t.op.kind in ("get", "list")}
             if any(g.name in lookups for g in task.gold) and rng.random() < self.cfg.shortcut_rate:
                 self.plan = [g for g in task.gold if g.name not in lookups]
