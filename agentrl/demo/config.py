@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentrl.rewards.critic_prompt import CriticPromptConfig
@@ -66,6 +68,10 @@ class DemoCriticConfig(BaseModel):
     """Critic-refinement examples built per verifiable group (pairs with a known better sample); the self-critique
     reward still compares every pair. 2 (was 4) in the sixth session's demo: the critic stayed at chance with 4 as
     well (0.50 -> 0.50), and its refinement batches cost RL time (BENCHMARKS.md, "Sixth session")."""
+    verdict: Literal["forced", "swap_debiased"] = "swap_debiased"
+    """How the policy-as-critic decides a pair (agentrl/rewards/engine_critic.py): `swap_debiased` adds the A-vs-B
+    log-prob margins of both orders, so a position prior cancels; `forced` takes one order's argmax letter (the
+    sixth session's rule, which sat at chance: 0.54 -> 0.50, the tiny critic picking one letter throughout)."""
     holdout_fraction: float = Field(0.25, ge=0, le=1)
     max_heldout: int = Field(64, ge=1)
     eval_every: int = Field(5, ge=1)

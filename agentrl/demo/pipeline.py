@@ -216,17 +216,22 @@ def _critic_before_after(ctx: DemoContext, out: dict[str, Any]) -> dict[str, Any
     held = out["reward_fn"].critic_heldout
     if not held:
         return {"heldout_pairs": 0}
-    end = evaluate_critic(out["critic"], held)
+    critic = out["critic"]
+    forced = critic.with_verdict("forced")  # the position prior's share, reported next to the configured rule
+    end, end_forced = evaluate_critic(critic, held), evaluate_critic(forced, held)
     _sync(ctx, sft_checkpoint(ctx.results))
-    start = evaluate_critic(out["critic"], held)
+    start, start_forced = evaluate_critic(critic, held), evaluate_critic(forced, held)
     ctx.engine.load_weights(checkpoint_named_tensors(out["model"]))
     return {
+        "verdict": critic.verdict,
         "heldout_examples": end.n,
         "accuracy_start": start.accuracy,
         "accuracy_end": end.accuracy,
         "pair_accuracy_start": start.pair_accuracy,
         "pair_accuracy_end": end.pair_accuracy,
-        **out["critic"].metrics(),
+        "forced_accuracy_start": start_forced.accuracy,
+        "forced_accuracy_end": end_forced.accuracy,
+        **critic.metrics(),
     }
 
 

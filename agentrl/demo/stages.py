@@ -54,7 +54,7 @@ def build_rewards(
     from agentrl.rewards.stack import RewardsConfig, RewardStack
     from agentrl.train.aux_loss import CriticRefinementLoss
 
-    critic = EngineCritic(engine, tokenizer, max_prompt_tokens=max_model_len - 1)
+    critic = EngineCritic(engine, tokenizer, max_prompt_tokens=max_model_len - 1, verdict=critic_cfg.verdict)
     weights = {"env": 1.0}
     if critic_cfg.reward_weight > 0:
         weights["self_critique"] = critic_cfg.reward_weight

@@ -26,6 +26,9 @@ class SamplingSpec:
     allowed_token_ids: tuple[
         int, ...
     ] = ()  # forced choice (the self-critique verdict); () = whole vocabulary
+    # Also report these tokens' logprobs at every generated position, in `Generation.extra["candidate_logprobs"]`
+    # (the critic's A-vs-B margin). Engines that cannot leave the key out.
+    candidate_token_ids: tuple[int, ...] = ()
 
 
 @dataclass

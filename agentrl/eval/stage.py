@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -44,6 +44,8 @@ class EvalStageConfig(BaseModel):
     critic_samples: int = Field(0, ge=0)
     """>= 2: also score the checkpoint as its own critic on pairs of its samples with known winners."""
     critic_temperature: float = Field(1.0, gt=0)
+    critic_verdict: Literal["forced", "swap_debiased"] = "swap_debiased"
+    """How the critic decides a pair (agentrl/rewards/engine_critic.py); the other rule is reported too."""
     critic_prompt: CriticPromptConfig = CriticPromptConfig(
         instructions="brief", rubric_detail="names", max_conversation_chars=300, max_response_chars=500
     )
@@ -102,6 +104,7 @@ def run_eval_stage(cfg: EvalStageConfig) -> dict[str, Any]:
                 max_model_len=cfg.max_model_len,
                 prompt=cfg.critic_prompt,
                 rubric_paths=cfg.rubric_paths,
+                verdict=cfg.critic_verdict,
             )
         )
     if cfg.out:

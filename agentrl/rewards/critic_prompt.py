@@ -114,9 +114,30 @@ def build_critic_messages(
     instructions = CRITIC_SYSTEM if cfg.instructions == "full" else CRITIC_SYSTEM_BRIEF
     system = f"{instructions}\n\n# Rubrics\n{_rubric_block(rubrics, cfg.rubric_detail)}"
     user = (
-        f"# Conversation\n{clip_text(render_messages(prompt_msgs), cfg.max_conversation_chars)}\n\n"
-        f"# Response A\n{_response_block(response_a, cfg.max_response_chars)}\n\n"
-        f"# Response B\n{_response_block(response_b, cfg.max_response_chars)}\n\n"
-        "Which response is better? End with [[A]] or [[B]]."
+        f"{_CONVERSATION}{clip_text(render_messages(prompt_msgs), cfg.max_conversation_chars)}"
+        f"{_RESPONSE_A}{_response_block(response_a, cfg.max_response_chars)}"
+        f"{_RESPONSE_B}{_response_block(response_b, cfg.max_response_chars)}{_QUESTION}"
     )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+_CONVERSATION, _RESPONSE_A, _RESPONSE_B = "# Conversation\n", "\n\n# Response A\n", "\n\n# Response B\n"
+_QUESTION = "\n\nWhich response is better? End with [[A]] or [[B]]."
+
+
+def swap_key(messages: Sequence[dict[str, Any]]) -> tuple[tuple[str, ...], bool] | None:
+    """(key, first) for a prompt made by `build_critic_messages`: the two orders of one pair share `key` and
+    differ in `first`; None for any other prompt. A response that itself contains a section header can be split
+    at the wrong place; its prompt then finds no partner, which is safe (the critic falls back to one order)."""
+    if len(messages) != 2 or [m.get("role") for m in messages] != ["system", "user"]:
+        return None
+    user = str(messages[1].get("content") or "")
+    if not (user.startswith(_CONVERSATION) and user.endswith(_QUESTION)):
+        return None
+    body = user[len(_CONVERSATION) : -len(_QUESTION)]
+    conversation, sep_a, rest = body.partition(_RESPONSE_A)
+    response_a, sep_b, response_b = rest.partition(_RESPONSE_B)
+    if not (sep_a and sep_b):
+        return None
+    low, high = sorted((response_a, response_b))
+    return (str(messages[0].get("content")), conversation, low, high), response_a <= response_b
