@@ -143,6 +143,9 @@ class DemoConfig(BaseModel):
     critic: DemoCriticConfig = DemoCriticConfig()
     rl_task_pool: int = Field(400, ge=1)
     """RL prompts drawn from the synth RL split."""
+    rl_partial_credit: float = Field(0.0, ge=0, lt=1)
+    """tool_world's partial credit on the RL tasks (`TaskSpec.partial_credit`): a failed episode earns this times
+    its share of checkpoints reached (fetched outputs, final state). Success, and every eval, stay binary."""
     ptx_records: int = Field(2000, ge=1)
     """SFT records (the synth trajectories, shortcuts included) in the RL stage's PTX set when `rl.ptx.beta > 0`."""
     max_model_len: int = Field(1024, ge=128)

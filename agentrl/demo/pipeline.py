@@ -186,6 +186,8 @@ def stage_rl(ctx: DemoContext) -> None:
 
     rl_cfg = ctx.cfg.rl.model_copy(update={"run_dir": str(ctx.run_dir / "rl"), "seed": ctx.cfg.seed})
     tasks = load_tasks(ctx.run_dir / "synth" / "tasks_rl.jsonl", ctx.cfg.rl_task_pool)
+    if ctx.cfg.rl_partial_credit:
+        tasks = [{**t, "partial_credit": ctx.cfg.rl_partial_credit} for t in tasks]
     ptx = (
         ptx_records(ctx.run_dir / "synth" / "trajectories.jsonl", ctx.cfg.ptx_records)
         if rl_cfg.ptx.beta > 0

@@ -9,6 +9,12 @@ Deviation from tau-bench: a required output must also be *grounded* (`TaskSpec.g
 it counts only if it appears in the episode's evidence, i.e. a user message or a successful tool result. tau-bench's
 outputs are free-form facts a guess rarely hits; ours can come from small value pools (a status, a room), and RL on
 the CPU demo learned to answer such questions without a lookup and be right often enough to be rewarded.
+
+Partial credit (`TaskSpec.partial_credit` p, off by default): a failed episode earns p x progress, where progress is
+the share of the task's checkpoints it reached: each required output the user did not give and the agent fetched
+(it is in a successful tool result), and the expected final state when the task changes the state. Checkpoint
+scores are common in agent benchmarks (TheAgentCompany's checkpoints, AgentBoard's progress rate); here they let RL
+tell a lookup whose value was mis-copied (progress) from a guess (none), which a binary reward scores alike.
 """
 
 from __future__ import annotations
@@ -62,12 +68,26 @@ def score_episode(
     if evidence is not None and spec.grounded_outputs:
         ungrounded = [s for s in answer_missing(spec.required_outputs, evidence) if s not in missing]
     state_ok, answer_ok = not diff, not missing and not ungrounded
-    reward = 1.0 if state_ok and answer_ok else 0.0
+    progress = task_progress(spec, state_ok, evidence)
+    reward = 1.0 if state_ok and answer_ok else spec.partial_credit * progress
     return reward, {
         "state_ok": state_ok,
         "answer_ok": answer_ok,
         "state_diff": diff,
         "missing_outputs": missing,
         "ungrounded_outputs": ungrounded,
+        "progress": progress,
         "task_id": spec.id,
     }
+
+
+def task_progress(spec: TaskSpec, state_ok: bool, evidence: str | None) -> float:
+    """Share of checkpoints reached (1.0 for a task without any): required outputs that the user's messages lack
+    and the evidence holds, plus the final state when the task changes it. Without evidence only the state counts."""
+    told = f"{spec.user}\n{spec.reveal or ''}"
+    to_fetch = answer_missing(spec.required_outputs, told)
+    fetched = [s for s in to_fetch if evidence is not None and s not in answer_missing([s], evidence)]
+    changes_state = bool(state_diff(spec.expected_state, spec.state))
+    total = len(to_fetch) + changes_state
+    reached = len(fetched) + (changes_state and state_ok)
+    return reached / total if total else 1.0

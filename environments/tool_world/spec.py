@@ -288,6 +288,10 @@ class TaskSpec(_Model):
     grounded_outputs: bool = True
     """A required output counts only if the agent was told it: it appears in a user message or a successful tool
     result of the episode (scoring.score_episode). Stops a right guess from a small value pool scoring as a lookup."""
+    partial_credit: float = Field(default=0.0, ge=0.0, lt=1.0)
+    """Reward of a failed episode = partial_credit x its progress through the task's checkpoints (each required output
+    the agent had to fetch and did, and the final state when the task changes it); 0 = tau-bench's binary reward.
+    Success is still reward 1 only (scoring.score_episode)."""
     answer: str = ""
     gold: list[GoldCall] = Field(default_factory=list)
     vague: str | None = None  # first user message when the user withholds information

@@ -111,6 +111,19 @@ def test_gold_plan_scores_one_and_wrong_episodes_score_zero(lib_task):
     assert score_episode(lib_task.model_dump(), shuffled, lib_task.answer)[0] == 1.0
 
 
+def test_partial_credit_pays_for_checkpoints_reached_and_success_stays_binary(lib_task):
+    """lend_one has two checkpoints: the state change, and the copies left (which only the lend result tells)."""
+    task = lib_task.model_copy(update={"partial_credit": 0.5})
+    reward, details, s = run_gold(task, answer="Done.")  # did the work, fetched the number, did not say it
+    assert details["progress"] == 1.0 and reward == 0.5 and not details["answer_ok"]
+    r, d = score_episode(task, s.state, "Done.", evidence=task.user)  # same state, but never saw the number
+    assert d["progress"] == 0.5 and r == 0.25
+    r, d = score_episode(task, task.state, "Done.", evidence=task.user)  # did nothing
+    assert d["progress"] == 0.0 and r == 0.0
+    assert run_gold(task)[0] == 1.0  # success is still exactly 1
+    assert run_gold(lib_task, answer="Done.")[0] == 0.0  # partial credit is off by default: tau-bench's binary reward
+
+
 def test_extra_write_breaks_the_state_check(lib_task):
     s = WorldSession(lib_task)
     for g in lib_task.gold:
