@@ -121,7 +121,8 @@ def test_partial_credit_pays_for_checkpoints_reached_and_success_stays_binary(li
     r, d = score_episode(task, task.state, "Done.", evidence=task.user)  # did nothing
     assert d["progress"] == 0.0 and r == 0.0
     assert run_gold(task)[0] == 1.0  # success is still exactly 1
-    assert run_gold(lib_task, answer="Done.")[0] == 0.0  # partial credit is off by default: tau-bench's binary reward
+    # partial credit is off by default: tau-bench's binary reward
+    assert run_gold(lib_task, answer="Done.")[0] == 0.0
 
 
 def test_extra_write_breaks_the_state_check(lib_task):
