@@ -77,7 +77,22 @@ def _series(rows: list[dict[str, Any]], key: str) -> dict[str, tuple[list[float]
     return out
 
 
-def _plot(path: Path, title: str, ylabel: str, series: dict[str, tuple[list[float], list[float]]]) -> None:
+# Figures whose points are labelled with another metric's value at the same step: the critic's held-out set grows
+# during RL, so an accuracy read without its sample size misleads (4 examples at step 1, dozens later).
+POINT_LABELS: dict[str, tuple[str, str]] = {"critic": ("critic/heldout/n", "n={:.0f}")}
+
+
+def _point_labels(rows: list[dict[str, Any]], key: str, fmt: str) -> dict[float, str]:
+    return {row["step"]: fmt.format(row[key]) for row in rows if isinstance(row.get(key), int | float)}
+
+
+def _plot(
+    path: Path,
+    title: str,
+    ylabel: str,
+    series: dict[str, tuple[list[float], list[float]]],
+    labels: dict[float, str] | None = None,
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -87,6 +102,13 @@ def _plot(path: Path, title: str, ylabel: str, series: dict[str, tuple[list[floa
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
     for name, (xs, ys) in sorted(series.items()):
         ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=name)
+    if labels and series:
+        xs, ys = series[sorted(series)[0]]
+        for x, y in zip(xs, ys, strict=True):
+            if x in labels:
+                ax.annotate(
+                    labels[x], (x, y), textcoords="offset points", xytext=(0, 5), fontsize=7, ha="center"
+                )
     ax.set_title(title)
     ax.set_xlabel("step")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -114,7 +136,8 @@ def build_report(run_dir: str | Path, title: str = "RL run") -> Path:
                 series.update(_series(rows, key))
         if not series:
             continue
-        _plot(out / f"{stem}.png", fig_title, ylabel, series)
+        labels = _point_labels(rows, *POINT_LABELS[stem]) if stem in POINT_LABELS else None
+        _plot(out / f"{stem}.png", fig_title, ylabel, series, labels)
         sections.append(
             f'<figure id="{stem}"><img src="{stem}.png" alt="{html.escape(fig_title)}">'
             f"<figcaption>{html.escape(fig_title)}</figcaption></figure>"
