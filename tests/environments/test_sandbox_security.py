@@ -115,7 +115,12 @@ def assert_healthy(client: TestClient, sandbox: Sandbox) -> None:
         ["python3", "-c", "print(6 * 7)"], limits=LIMITS.model_copy(update={"wall_timeout_s": 60})
     )
     assert res.status == "ok" and res.stdout == "42\n"
-    assert _sandbox_pids(sandbox) == []
+    # A killed jail's processes are reaped asynchronously; on a loaded machine that can take a moment. A real
+    # leak outlives the grace period.
+    deadline = time.monotonic() + 15
+    while (left := _sandbox_pids(sandbox)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert left == []
     assert sandbox.leftovers == 0
 
 
@@ -235,9 +240,7 @@ def test_many_process_memory_bomb_hits_the_jail_total(client, sandbox):
     """RLIMIT_AS is per process; the slot's memory cgroup caps the jail as a whole."""
     if not (sandbox.cgroups and sandbox.cgroups.available):
         pytest.skip("no writable memory cgroup here (e.g. inside docker, where the container limit applies)")
-    out = py(
-        client,
-        """
+    bomb = """
 import os, time
 kids = []
 for i in range(6):
@@ -253,10 +256,15 @@ for i in range(6):
             os._exit(3)
     kids.append(pid)
 print("survivors", sum(1 for p in kids if os.waitpid(p, 0)[1] == 0))
-""",
-    )
+"""
+    # On a loaded 2-core box six forks touching 200 MiB under the cgroup's reclaim can outlast the 6 s wall clock
+    # (the jail is killed: contained, but no count to check); one retry, then the output is the failure message.
+    out = py(client, bomb)
+    if "survivors " not in out and "status: timeout" in out:
+        out = py(client, bomb)
+    assert "survivors " in out, out
     # 6 x 200 MiB fits each process's 256 MiB RLIMIT_AS but not the jail's 256 MiB total.
-    assert int(out.split("survivors ")[1].split()[0]) <= 1
+    assert int(out.split("survivors ")[1].split()[0]) <= 1, out
     assert_healthy(client, sandbox)
 
 
