@@ -99,6 +99,17 @@ def test_engine_margins_match_transformers_and_debiased_verdicts_are_order_consi
                 model(input_ids=torch.tensor([critic.prompt_ids(messages)])).logits[0, -1], -1
             )
             assert margin == pytest.approx(float(lp_V[a] - lp_V[b]), abs=1e-3)
+    # The continuous-batching path (`submit`/`step`) reports the same candidate log-probs as `generate`.
+    from agentrl.engine.base import SamplingSpec
+
+    spec = SamplingSpec(temperature=0.0, max_tokens=1, candidate_token_ids=(a, b))
+    engine.submit("r0", critic.prompt_ids(batch[0]), spec)
+    done = []
+    while engine.num_unfinished():
+        done += engine.step()
+    ((rid, gen),) = done
+    stepped = gen.extra["candidate_logprobs"][0]
+    assert rid == "r0" and stepped[a] - stepped[b] == pytest.approx(margins[0], abs=1e-4)
     verdicts = critic(batch)
     truth = ["A", "B"] * 4  # any fixed labels: consistency does not depend on them
     acc = critic_accuracy(verdicts, truth, pair_keys)
