@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentrl.rewards.critic_prompt import CriticPromptConfig
+from agentrl.rewards.engine_critic import VerdictRule
 from agentrl.synth.config import SynthConfig
 from agentrl.train.rl_config import RLConfig
 from agentrl.train.sft import SFTStageConfig
@@ -68,7 +67,7 @@ class DemoCriticConfig(BaseModel):
     """Critic-refinement examples built per verifiable group (pairs with a known better sample); the self-critique
     reward still compares every pair. 2 (was 4) in the sixth session's demo: the critic stayed at chance with 4 as
     well (0.50 -> 0.50), and its refinement batches cost RL time (BENCHMARKS.md, "Sixth session")."""
-    verdict: Literal["forced", "swap_debiased"] = "swap_debiased"
+    verdict: VerdictRule = "swap_debiased"
     """How the policy-as-critic decides a pair (agentrl/rewards/engine_critic.py): `swap_debiased` adds the A-vs-B
     log-prob margins of both orders, so a position prior cancels; `forced` takes one order's argmax letter (the
     sixth session's rule, which sat at chance: 0.54 -> 0.50, the tiny critic picking one letter throughout)."""

@@ -212,27 +212,28 @@ def _critic_before_after(ctx: DemoContext, out: dict[str, Any]) -> dict[str, Any
     """Critic pairwise accuracy on the same held-out verifiable pairs, with the SFT weights (before refinement)
     and the RL weights (after); the engine ends up holding the RL weights again. "Before" is the policy RL starts
     from, i.e. after the critic warm-start when it ran."""
-    from agentrl.rewards.critic_data import evaluate_critic
+    from agentrl.rewards.engine_critic import accuracy_by_rule
     from model.weights import checkpoint_named_tensors
 
     held = out["reward_fn"].critic_heldout
     if not held:
         return {"heldout_pairs": 0}
     critic = out["critic"]
-    forced = critic.with_verdict("forced")  # the position prior's share, reported next to the configured rule
-    end, end_forced = evaluate_critic(critic, held), evaluate_critic(forced, held)
+    end = accuracy_by_rule(critic, held)
     _sync(ctx, sft_checkpoint(ctx.results))
-    start, start_forced = evaluate_critic(critic, held), evaluate_critic(forced, held)
+    start = accuracy_by_rule(critic, held)
     ctx.engine.load_weights(checkpoint_named_tensors(out["model"]))
+    rule = critic.verdict
     return {
-        "verdict": critic.verdict,
-        "heldout_examples": end.n,
-        "accuracy_start": start.accuracy,
-        "accuracy_end": end.accuracy,
-        "pair_accuracy_start": start.pair_accuracy,
-        "pair_accuracy_end": end.pair_accuracy,
-        "forced_accuracy_start": start_forced.accuracy,
-        "forced_accuracy_end": end_forced.accuracy,
+        "verdict": rule,
+        "heldout_examples": end[rule].n,
+        "accuracy_start": start[rule].accuracy,
+        "accuracy_end": end[rule].accuracy,
+        "pair_accuracy_start": start[rule].pair_accuracy,
+        "pair_accuracy_end": end[rule].pair_accuracy,
+        # the position prior's share, next to the configured rule
+        "forced_accuracy_start": start["forced"].accuracy,
+        "forced_accuracy_end": end["forced"].accuracy,
         **critic.metrics(),
     }
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from agentrl.rewards.engine_critic import VerdictRule
 from agentrl.schemas.trajectory import Trajectory
 
 
@@ -54,11 +55,11 @@ def critic_scores(
     prompt: Any = None,
     rubric_paths: Sequence[str] | None = None,
     seed: int = 0,
-    verdict: str = "swap_debiased",
+    verdict: VerdictRule = "swap_debiased",
 ) -> dict[str, Any]:
     from agentrl.eval.tool_use import evaluate_tool_use
-    from agentrl.rewards.critic_data import build_critic_examples, evaluate_critic
-    from agentrl.rewards.engine_critic import EngineCritic
+    from agentrl.rewards.critic_data import build_critic_examples
+    from agentrl.rewards.engine_critic import EngineCritic, accuracy_by_rule
     from agentrl.rewards.rubrics import load_rubrics
 
     if samples < 2:
@@ -78,18 +79,18 @@ def critic_scores(
             t.group_id = tasks[i]["id"]  # the K samples of a task form one comparison group
         rollouts += trajs
     examples = build_critic_examples(rollouts, load_rubrics(rubric_paths), prompt=prompt)
-    critic = EngineCritic(engine, tokenizer, max_prompt_tokens=max_model_len - 1, verdict=verdict)  # type: ignore[arg-type]
+    critic = EngineCritic(engine, tokenizer, max_prompt_tokens=max_model_len - 1, verdict=verdict)
     out: dict[str, Any] = {"critic_pairs": len({e.pair_key for e in examples}), "critic_verdict": verdict}
     if examples:
-        acc = evaluate_critic(critic, examples)
-        other = "forced" if verdict == "swap_debiased" else "swap_debiased"
+        by_rule = accuracy_by_rule(critic, examples)
+        acc = by_rule[verdict]
         out.update(
             critic_accuracy=acc.accuracy,
             critic_pair_accuracy=acc.pair_accuracy,
             critic_order_consistency=acc.order_consistency,
             critic_abstained=acc.abstained,
             critic_forced_a_rate=critic.metrics()["critic/forced_a_rate"],
-            **{f"critic_accuracy_{other}": evaluate_critic(critic.with_verdict(other), examples).accuracy},  # type: ignore[arg-type]
+            **{f"critic_accuracy_{rule}": a.accuracy for rule, a in by_rule.items() if rule != verdict},
         )
     else:
         out["critic_accuracy"] = None  # every sample of every task got the same reward: nothing to compare

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agentrl.errors import AgentRLError
 from agentrl.rewards.critic_prompt import CriticPromptConfig
+from agentrl.rewards.engine_critic import VerdictRule
 from agentrl.rewards.judge import JudgeConfig
 
 
@@ -44,7 +45,7 @@ class EvalStageConfig(BaseModel):
     critic_samples: int = Field(0, ge=0)
     """>= 2: also score the checkpoint as its own critic on pairs of its samples with known winners."""
     critic_temperature: float = Field(1.0, gt=0)
-    critic_verdict: Literal["forced", "swap_debiased"] = "swap_debiased"
+    critic_verdict: VerdictRule = "swap_debiased"
     """How the critic decides a pair (agentrl/rewards/engine_critic.py); the other rule is reported too."""
     critic_prompt: CriticPromptConfig = CriticPromptConfig(
         instructions="brief", rubric_detail="names", max_conversation_chars=300, max_response_chars=500

@@ -25,12 +25,15 @@ cannot do). Prompts longer than `max_prompt_tokens` abstain (None) and are count
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from agentrl.engine.base import SamplingSpec
+from agentrl.rewards.critic_data import CriticAccuracy, CriticExample, evaluate_critic
 from agentrl.rewards.critic_prompt import VERDICT_TOKENS, swap_key
 
 VerdictRule = Literal["forced", "swap_debiased"]
+VERDICT_RULES: tuple[VerdictRule, ...] = ("forced", "swap_debiased")
 
 
 def verdict_choice_tokens(tokenizer: Any) -> tuple[list[int], dict[int, str]]:
@@ -64,8 +67,8 @@ def swap_debiased_letters(
             letters.append("tie")  # the same response twice: there is nothing to prefer
             continue
         j = partner.get((k[0], not k[1])) if k is not None else None
-        if j is None:
-            alone += 1
+        if j is None or not math.isfinite(m) or not math.isfinite(margins[j]):  # type: ignore[arg-type]
+            alone += 1  # decided by this order alone (no partner, or only a letter without log-probs)
             s = m
         else:
             s = m - margins[j]  # type: ignore[operator]
@@ -90,12 +93,6 @@ class EngineCritic:
         )
         self.picked_a = 0  # forced-choice letters before debiasing: the position prior
         self.decided = 0
-
-    def with_verdict(self, verdict: VerdictRule) -> EngineCritic:
-        """The same critic (engine, tokenizer, limits) deciding by another rule; counters start at zero."""
-        return EngineCritic(
-            self.engine, self.tokenizer, max_prompt_tokens=self.max_prompt_tokens, verdict=verdict
-        )
 
     def prompt_ids(self, messages: list[dict[str, Any]]) -> list[int]:
         """Token ids the verdict letter is predicted from: the chat up to the assistant turn, then `[[`."""
@@ -131,17 +128,21 @@ class EngineCritic:
         return out
 
     def __call__(self, batch: list[list[dict[str, Any]]]) -> list[str | None]:
-        margins = self.margins(batch)
-        if self.verdict == "forced":
+        return self.decide(batch, self.margins(batch))
+
+    def decide(
+        self,
+        batch: list[list[dict[str, Any]]],
+        margins: list[float | None],
+        verdict: VerdictRule | None = None,
+    ) -> list[str | None]:
+        """Verdict tokens from `margins` (of `batch`) under `verdict` (default: this critic's rule), so one engine
+        pass can be read under both rules."""
+        if (verdict or self.verdict) == "forced":
             letters = [None if m is None else "A" if m > 0 else "B" for m in margins]
         else:
-            finite = [m if m is not None and abs(m) != float("inf") else None for m in margins]
-            letters, alone = swap_debiased_letters(finite, [swap_key(m) for m in batch])
+            letters, alone = swap_debiased_letters(margins, [swap_key(m) for m in batch])
             self.unpaired += alone
-            for i, m in enumerate(margins):
-                if m is not None and finite[i] is None:  # no log-probs: this prompt keeps its forced letter
-                    letters[i] = "A" if m > 0 else "B"
-                    self.unpaired += 1
         return [VERDICT_TOKENS[x] if x else None for x in letters]  # type: ignore[index]
 
     def metrics(self) -> dict[str, float]:
@@ -151,3 +152,15 @@ class EngineCritic:
             "critic/unpaired": float(self.unpaired),
             "critic/forced_a_rate": self.picked_a / self.decided if self.decided else 0.5,
         }
+
+
+def accuracy_by_rule(
+    critic: EngineCritic, examples: list[CriticExample]
+) -> dict[VerdictRule, CriticAccuracy]:
+    """The critic's accuracy on `examples` under each verdict rule, from one engine pass."""
+    batch = [e.messages for e in examples]
+    margins = critic.margins(batch)
+    return {
+        rule: evaluate_critic(lambda b, rule=rule: critic.decide(b, margins, rule), examples)
+        for rule in VERDICT_RULES
+    }

@@ -86,8 +86,8 @@ def task_progress(spec: TaskSpec, state_ok: bool, evidence: str | None) -> float
     and the evidence holds, plus the final state when the task changes it. Without evidence only the state counts."""
     told = f"{spec.user}\n{spec.reveal or ''}"
     to_fetch = answer_missing(spec.required_outputs, told)
-    fetched = [s for s in to_fetch if evidence is not None and s not in answer_missing([s], evidence)]
+    fetched = len(to_fetch) - len(answer_missing(to_fetch, evidence)) if evidence is not None else 0
     changes_state = bool(state_diff(spec.expected_state, spec.state))
     total = len(to_fetch) + changes_state
-    reached = len(fetched) + (changes_state and state_ok)
+    reached = fetched + (changes_state and state_ok)
     return reached / total if total else 1.0
