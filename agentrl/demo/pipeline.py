@@ -193,11 +193,15 @@ def stage_rl(ctx: DemoContext) -> None:
         if rl_cfg.ptx.beta > 0
         else None
     )
+    # held-out success during RL (the report's "Held-out evaluation" panel) only when asked: eval_rl covers the end
+    heldout = ctx.run_dir / "synth" / "tasks_heldout.jsonl"
     out = run_rl(
         ctx.engine,
         sft_checkpoint(ctx.results),
         tasks,
         rl_cfg,
+        eval_tasks=load_tasks(heldout, ctx.cfg.eval_tasks) if rl_cfg.eval_every else None,
+        eval_max_tokens=ctx.cfg.eval_max_tokens,
         critic_cfg=ctx.cfg.critic,
         max_model_len=ctx.cfg.max_model_len,
         ptx=ptx,

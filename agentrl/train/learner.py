@@ -1,8 +1,9 @@
 """The policy update of one RL iteration: score π_old, then minibatch optimizer steps on objective + β·PTX.
 
 Order inside `update`:
-1. Sort samples by group and right-pad them once (every chunk shares the batch width, so per-token expert ids of
-   different passes line up).
+1. Sort samples by group and right-pad them once. Each micro-batch's forward runs at its own rows' width
+   (`token_logprobs` cuts trailing padding); expert ids are laid back out at the batch width, so per-token ids of
+   different passes line up.
 2. π_old: a no-grad pass at each sample's own sampling temperature (logprobs.py rule), recording the routing.
    The train/inference gap and the truncated IS weights compare it with the engine's logprobs.
 3. For each pass over the batch and each minibatch of whole groups: micro-batches of whole groups accumulate the
@@ -121,6 +122,7 @@ class PolicyLearner:
         rewards_B = torch.tensor([float(rewards[i]) for i in order], dtype=torch.float32, device=device)
         group_B = torch.tensor(groups_R, dtype=torch.long, device=device)
         micro_rows = [s for m in minis for s in self._micro(groups_R, m)]
+        self.routers.width = batch.input_ids_BT.shape[1]
         metrics: dict[str, Any] = {}
 
         self.model.train()

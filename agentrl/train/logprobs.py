@@ -66,13 +66,19 @@ def collate(trajectories: Sequence[Trajectory], pad_id: int, default_temperature
 def token_logprobs(
     model: torch.nn.Module, input_ids_BT: Tensor, attention_mask_BT: Tensor, temperature_B: Tensor
 ) -> Tensor:
-    """log_softmax(logits / T_b) of each actual token, [B, T], 0 at position 0. Differentiable."""
-    logits_BTV = model(input_ids=input_ids_BT, attention_mask=attention_mask_BT).logits
-    scaled_BTV = logits_BTV[:, :-1].float() / temperature_B.to(logits_BTV.device)[:, None, None]
-    targets_BT = input_ids_BT[:, 1:].unsqueeze(-1)
-    # log_softmax(x)[y] = x[y] - logsumexp(x): avoids materialising a second [B, T, V] tensor.
-    lp_BT = scaled_BTV.gather(-1, targets_BT).squeeze(-1) - scaled_BTV.logsumexp(-1)
-    return torch.nn.functional.pad(lp_BT, (1, 0))
+    """log_softmax(logits / T_b) of each actual token, [B, T], 0 at position 0 and at trailing padding.
+    Differentiable.
+
+    Columns after the rows' last real token are cut before the forward pass: a micro-batch of short rows cut from a
+    wide batch then costs its own width, not the batch's (the forward sees `[B, W]`, W ≤ T)."""
+    width = int(attention_mask_BT.any(0).nonzero().max()) + 1 if bool(attention_mask_BT.any()) else 1
+    ids_BW = input_ids_BT[:, :width]
+    logits_BWV = model(input_ids=ids_BW, attention_mask=attention_mask_BT[:, :width]).logits
+    scaled_BWV = logits_BWV[:, :-1].float() / temperature_B.to(logits_BWV.device)[:, None, None]
+    targets_BW = ids_BW[:, 1:].unsqueeze(-1)
+    # log_softmax(x)[y] = x[y] - logsumexp(x): avoids materialising a second [B, W, V] tensor.
+    lp_BW = scaled_BWV.gather(-1, targets_BW).squeeze(-1) - scaled_BWV.logsumexp(-1)
+    return torch.nn.functional.pad(lp_BW, (1, input_ids_BT.shape[1] - width))
 
 
 def gap_metrics(train_lp_BT: Tensor, batch: TokenBatch) -> dict[str, float]:

@@ -42,6 +42,9 @@ class RouterCapture:
     def __init__(self, model: torch.nn.Module) -> None:
         self.routers = find_routers(model)
         self.ids: list[Tensor | None] = [None] * len(self.routers)
+        self.width: int | None = None
+        """Lay each pass's ids out at this sequence width (0 past a pass's own width), so passes over trimmed
+        micro-batches (`token_logprobs` cuts trailing padding) line up with the full padded batch."""
         self._handles: list = []
 
     def __enter__(self) -> RouterCapture:
@@ -57,6 +60,13 @@ class RouterCapture:
     def _hook(self, layer: int):
         def hook(module: torch.nn.Module, args, output) -> None:
             ids_NK = output[2].detach()
+            hidden = args[0]
+            if self.width is not None and hidden.dim() == 3 and hidden.shape[1] < self.width:
+                batch, width = hidden.shape[:2]
+                ids_BWK = ids_NK.view(batch, width, -1)
+                ids_NK = torch.nn.functional.pad(ids_BWK, (0, 0, 0, self.width - width)).reshape(
+                    -1, ids_NK.shape[1]
+                )
             prev = self.ids[layer]
             self.ids[layer] = ids_NK if prev is None else torch.cat([prev, ids_NK])
 
@@ -110,6 +120,12 @@ class RoutingReplay:
         def hook(module: torch.nn.Module, args, output):
             router_logits_NE = output[0]
             ids_NK = self.ids[layer].to(router_logits_NE.device)
+            hidden = args[0]
+            if hidden.dim() == 3 and ids_NK.shape[0] != router_logits_NE.shape[0]:
+                # ids laid out at the full batch width, this pass trimmed to its rows' width (token_logprobs)
+                batch, width = hidden.shape[:2]
+                if ids_NK.shape[0] % batch == 0 and ids_NK.shape[0] // batch >= width:
+                    ids_NK = ids_NK.view(batch, -1, ids_NK.shape[1])[:, :width].reshape(-1, ids_NK.shape[1])
             if ids_NK.shape[0] != router_logits_NE.shape[0]:
                 raise ValueError(
                     f"routing replay layer {layer}: {ids_NK.shape[0]} tokens recorded, {router_logits_NE.shape[0]} now"

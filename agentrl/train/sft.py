@@ -46,6 +46,14 @@ class SFTStageConfig(BaseModel):
     max_length: int = Field(512, ge=16)
     """Records longer than this (in tokens) are dropped and counted, never silently truncated."""
     packing: bool = False
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass (TRL's default is on). Off: a small model has memory to spare, and
+    the recomputed forward costs ~20% of every step."""
+    group_by_length: bool = False
+    """Batch records of similar length together (Trainer's `group_by_length` sampler) so less of each batch is
+    padding. 2.2x faster per step on the demo's turn windows, but those batches hold near-identical records
+    (same template and turn): 300 steps ended at loss 1.24 instead of 0.96 and copied a third as many values, so
+    the demo leaves it off (BENCHMARKS.md, "Eighth session")."""
     loss_on: Literal["assistant", "all"] = "assistant"
     """`assistant`: loss on the policy's own tokens only (K2, TRL's assistant_only_loss). `all`: every token, i.e.
     language modelling on the whole transcript (system, user and tool turns too), for models trained from scratch."""
@@ -205,6 +213,8 @@ def run_sft(cfg: SFTStageConfig, progress: bool = True) -> dict[str, Any]:
         lr_scheduler_type=cfg.lr_scheduler,
         max_length=cfg.max_length,
         packing=cfg.packing,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         eos_token=IM_END,  # turns end with <|im_end|>; keeps config.eos_token_id consistent with generation
         assistant_only_loss=False,  # our pre-tokenized `assistant_masks` column already masks the loss
         logging_steps=cfg.logging_steps,

@@ -97,6 +97,27 @@ def test_sft_trains_and_resume_matches_uninterrupted(synth_data, tiny_checkpoint
     assert len(losses) == 4 and all(torch.isfinite(torch.tensor(losses)))
 
 
+@pytest.mark.slow
+def test_gradient_checkpointing_changes_no_weight(synth_data, tiny_checkpoint, tmp_path):
+    """Off by default (TRL turns it on): recomputing activations must give the same update bit for bit, MoE routing
+    included, so turning it off is a pure speed-up."""
+    from safetensors.torch import load_file
+
+    weights = {}
+    for flag in (True, False):
+        cfg = SFTStageConfig(
+            data=str(synth_data),
+            init=tiny_checkpoint,
+            out_dir=str(tmp_path / str(flag)),
+            max_steps=2,
+            batch_size=4,
+            gradient_checkpointing=flag,
+        )
+        weights[flag] = load_file(f"{run_sft(cfg, progress=False)['checkpoint']}/model.safetensors")
+    worst = max((weights[True][k] - weights[False][k]).abs().max().item() for k in weights[True])
+    assert worst < 1e-6
+
+
 def test_loss_on_all_trains_every_token(synth_data, tiny_checkpoint):
     from transformers import AutoTokenizer
 

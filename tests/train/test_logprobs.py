@@ -35,6 +35,23 @@ def test_trainer_logprobs_at_sampling_temperature_match_the_sampler(sampled):
     assert batch.loss_mask_BT[1, 5:].sum() == 0 and batch.has_rollout_lp_BT[1].sum() == 3
 
 
+def test_trailing_padding_is_cut_before_the_forward_and_changes_no_log_prob(sampled):
+    model, trajs = sampled
+    batch = collate(trajs[1:2], PAD)  # the short row alone, then with 7 extra padding columns
+    wide_ids = torch.nn.functional.pad(batch.input_ids_BT, (0, 7), value=PAD)
+    wide_attn = torch.nn.functional.pad(batch.attention_mask_BT, (0, 7))
+    seen = []
+    hook = model.model.embed_tokens.register_forward_hook(lambda m, a, o: seen.append(a[0].shape[1]))
+    with torch.no_grad():
+        lp = token_logprobs(model, batch.input_ids_BT, batch.attention_mask_BT, batch.temperature_B)
+        lp_wide = token_logprobs(model, wide_ids, wide_attn, batch.temperature_B)
+    hook.remove()
+    width = batch.input_ids_BT.shape[1]
+    assert seen == [width, width]  # the model never sees the extra columns
+    assert lp_wide.shape == (1, width + 7)
+    assert torch.equal(lp_wide[:, :width], lp) and lp_wide[:, width:].abs().sum() == 0
+
+
 def test_truncated_is_weights(sampled):
     _, trajs = sampled
     batch = collate(trajs, PAD)
