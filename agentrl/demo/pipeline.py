@@ -67,18 +67,38 @@ def stage_init(ctx: DemoContext) -> None:
     model = build_model(
         ctx.cfg.preset, tokenizer, seed=ctx.cfg.seed, tie_word_embeddings=ctx.cfg.tie_embeddings
     )
+    kinds = {}
+    if ctx.cfg.entity_kind_init > 0 and tcfg.entities:
+        from model.embedding_init import share_kind_directions
+
+        kinds = share_kind_directions(
+            model,
+            tokenizer,
+            _entity_pools(ctx.run_dir / "synth" / "domains"),
+            ctx.cfg.entity_kind_init,
+            ctx.cfg.seed,
+        )
     out = save_checkpoint(model, tokenizer, ctx.run_dir / "init")
     params = sum(p.numel() for p in model.parameters())
-    ctx.results["init"] = {"checkpoint": str(out), "vocab": len(tokenizer), "params": params}
+    ctx.results["init"] = {
+        "checkpoint": str(out),
+        "vocab": len(tokenizer),
+        "params": params,
+        "entity_kinds": kinds,
+    }
+
+
+def _entity_pools(domains_dir: Path) -> dict[str, tuple[str, ...]]:
+    """The closed pools (by kind) of every domain the synth stage used."""
+    from environments.tool_world.domains import load_domains
+    from environments.tool_world.values import closed_pools
+
+    return closed_pools(col for d in load_domains([domains_dir]) for col in d.value_columns())
 
 
 def _entity_vocabulary(domains_dir: Path) -> list[str]:
     """The closed pools' values for every domain the synth stage used."""
-    from environments.tool_world.domains import load_domains
-    from environments.tool_world.values import closed_vocabulary
-
-    domains = load_domains([domains_dir])
-    return closed_vocabulary(col for d in domains for col in d.value_columns())
+    return sorted({v for pool in _entity_pools(domains_dir).values() for v in pool})
 
 
 def stage_sft_short(ctx: DemoContext) -> None:

@@ -77,6 +77,15 @@ def closed_vocabulary(columns: Iterable[ColumnSpec]) -> list[str]:
     return sorted({v for col in columns if col.gen in POOL_SIZES for v in _pool_of(col)})
 
 
+def closed_pools(columns: Iterable[ColumnSpec]) -> dict[str, tuple[str, ...]]:
+    """The closed pools `columns` draw from, by kind: `name`, `place`, `word`, and `code:<prefix>` per prefix."""
+    pools = {}
+    for col in columns:
+        if col.gen in POOL_SIZES:
+            pools[f"code:{col.prefix}" if col.gen == "code" else col.gen] = _pool_of(col)
+    return pools
+
+
 def draw(col: ColumnSpec, rng: random.Random, split: str, exclude: set | None = None) -> str | int:
     """One value for `col` in partition `split`; enum and int values are shared vocabulary (not partitioned)."""
     exclude = exclude or set()

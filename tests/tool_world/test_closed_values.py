@@ -16,6 +16,7 @@ from environments.tool_world.values import (
     SPLIT_CLOSED,
     SPLIT_TRAIN,
     closed_pool,
+    closed_pools,
     closed_vocabulary,
     draw,
 )
@@ -28,6 +29,15 @@ def test_pools_are_fixed_sized_distinct_and_per_code_prefix():
     assert closed_pool("name") == closed_pool.__wrapped__("name")  # same values when recomputed
     assert all(v.startswith("D") for v in closed_pool("code", "D"))
     assert not set(closed_pool("code", "D")) & set(closed_pool("code", "A"))
+
+
+def test_pools_by_kind_cover_the_vocabulary_with_one_pool_per_code_prefix():
+    columns = [c for d in builtin_domains() for c in d.value_columns()]
+    pools = closed_pools(columns)
+    assert sorted({v for pool in pools.values() for v in pool}) == closed_vocabulary(columns)
+    prefixes = {c.prefix for c in columns if c.gen == "code"}
+    assert {k for k in pools if k.startswith("code:")} == {f"code:{p}" for p in prefixes}
+    assert pools["name"] == closed_pool("name") and len(prefixes) > 1
 
 
 def test_draw_stays_in_the_pool_honours_exclude_and_fails_loudly_when_exhausted():
