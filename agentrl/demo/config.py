@@ -99,7 +99,7 @@ class DemoConfig(BaseModel):
     entity_kind_init: float = Field(0.5, ge=0, lt=1)
     """Share w of each entity token's initial embedding with the other values of its pool (model/embedding_init.py;
     needs `tokenizer.entities`), so a value's kind is readable from step 0 and the copy heads form sooner: after
-    the 300 turn-window steps, copy accuracy 0.62 vs 0.45 (one candidate in context) and 0.40 vs 0.26 (several);
+    the 300 turn-window steps, copy accuracy 0.62 vs 0.45 (one candidate in context) and 0.38 vs 0.24 (several);
     held-out success after SFT 0.33 and 0.36 in two runs vs 0.28 (BENCHMARKS.md, "Eighth session"). 0 turns it off."""
     synth: SynthConfig = SynthConfig.model_validate(
         {
