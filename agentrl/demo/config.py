@@ -100,7 +100,8 @@ class DemoConfig(BaseModel):
     """Share w of each entity token's initial embedding with the other values of its pool (model/embedding_init.py;
     needs `tokenizer.entities`), so a value's kind is readable from step 0 and the copy heads form sooner: after
     the 300 turn-window steps, copy accuracy 0.62 vs 0.45 (one candidate in context) and 0.38 vs 0.24 (several);
-    held-out success after SFT 0.33 and 0.36 in two runs vs 0.28 (BENCHMARKS.md, "Eighth session"). 0 turns it off."""
+    held-out success after SFT 0.33 and 0.36 in two runs vs 0.28 at seed 0, but 0.12 vs 0.13 at seed 1 (BENCHMARKS.md,
+    "Eighth session"). 0 turns it off."""
     synth: SynthConfig = SynthConfig.model_validate(
         {
             "target": 5000,
