@@ -182,5 +182,6 @@ def quick_overrides() -> list[str]:
         "rl.samples_per_task=2",
         "rl.temperature.steps=2",
         "rl.checkpoint.every=1",
+        "rl.eval_every=2",  # the RL loop's own final eval stands in for eval_rl, as in the full demo
         "rl_task_pool=16",
     ]

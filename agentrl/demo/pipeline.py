@@ -57,27 +57,22 @@ def stage_init(ctx: DemoContext) -> None:
             if len(texts) >= ctx.cfg.tokenizer.max_texts:
                 break
     tcfg = ctx.cfg.tokenizer
+    pools = _entity_pools(ctx.run_dir / "synth" / "domains") if tcfg.entities else {}
     tokenizer = train_tokenizer(
         texts,
         vocab_size=tcfg.vocab_size,
         isolate_spaces=tcfg.isolate_spaces,
-        entities=_entity_vocabulary(ctx.run_dir / "synth" / "domains") if tcfg.entities else (),
+        entities=sorted({v for pool in pools.values() for v in pool}),
         whole_numbers=tcfg.whole_numbers,
     )
     model = build_model(
         ctx.cfg.preset, tokenizer, seed=ctx.cfg.seed, tie_word_embeddings=ctx.cfg.tie_embeddings
     )
     kinds = {}
-    if ctx.cfg.entity_kind_init > 0 and tcfg.entities:
+    if ctx.cfg.entity_kind_init > 0 and pools:
         from model.embedding_init import share_kind_directions
 
-        kinds = share_kind_directions(
-            model,
-            tokenizer,
-            _entity_pools(ctx.run_dir / "synth" / "domains"),
-            ctx.cfg.entity_kind_init,
-            ctx.cfg.seed,
-        )
+        kinds = share_kind_directions(model, tokenizer, pools, ctx.cfg.entity_kind_init, ctx.cfg.seed)
     out = save_checkpoint(model, tokenizer, ctx.run_dir / "init")
     params = sum(p.numel() for p in model.parameters())
     ctx.results["init"] = {
@@ -94,11 +89,6 @@ def _entity_pools(domains_dir: Path) -> dict[str, tuple[str, ...]]:
     from environments.tool_world.values import closed_pools
 
     return closed_pools(col for d in load_domains([domains_dir]) for col in d.value_columns())
-
-
-def _entity_vocabulary(domains_dir: Path) -> list[str]:
-    """The closed pools' values for every domain the synth stage used."""
-    return sorted({v for pool in _entity_pools(domains_dir).values() for v in pool})
 
 
 def stage_sft_short(ctx: DemoContext) -> None:
@@ -228,6 +218,10 @@ def stage_rl(ctx: DemoContext) -> None:
     )
     final = save_checkpoint(out["model"], out["tokenizer"], ctx.run_dir / "rl" / "final")
     ctx.results["rl"] = {"steps": out["steps"], "stop_reason": out["stop_reason"], "checkpoint": str(final)}
+    if (
+        out["final_eval"] is not None
+    ):  # RL's own held-out eval ran on the final weights: eval_rl would repeat it
+        ctx.results["eval_rl"] = out["final_eval"]
     if out["critic"] is not None:
         ctx.results["critic"] = _critic_before_after(ctx, out)
 
@@ -263,7 +257,8 @@ def _critic_before_after(ctx: DemoContext, out: dict[str, Any]) -> dict[str, Any
 
 
 def stage_eval_rl(ctx: DemoContext) -> None:
-    _eval(ctx, "eval_rl")  # the engine already holds the RL weights (synced after every update)
+    if "eval_rl" not in ctx.results:
+        _eval(ctx, "eval_rl")  # the engine already holds the RL weights (synced after every update)
 
 
 STAGES: list[Stage] = [

@@ -119,9 +119,12 @@ class HeldoutEvaluator:
 
     def __init__(self, engine: Any, tokenizer: Any, tasks: list[dict[str, Any]], max_tokens: int) -> None:
         self.engine, self.tokenizer, self.tasks, self.max_tokens = engine, tokenizer, tasks, max_tokens
+        self.last: tuple[int, dict[str, Any]] | None = None
+        """(step, full summary) of the latest evaluation."""
 
     def __call__(self, model: Any, step: int) -> dict[str, float]:
         summary = run_eval(self.engine, self.tokenizer, self.tasks, self.max_tokens)
+        self.last = (step, summary)
         return {"success": summary["success"], "tool_call_validity": summary["tool_call_validity"]}
 
 
@@ -184,4 +187,8 @@ def run_rl(
         "tokenizer": tokenizer,
         "reward_fn": rewards["reward_fn"],
         "critic": rewards["critic"],
+        # the held-out summary of the final weights, when the loop's last evaluation was at its last step
+        "final_eval": eval_fn.last[1]
+        if eval_fn and eval_fn.last and eval_fn.last[0] == result.steps
+        else None,
     }

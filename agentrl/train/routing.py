@@ -121,11 +121,10 @@ class RoutingReplay:
             router_logits_NE = output[0]
             ids_NK = self.ids[layer].to(router_logits_NE.device)
             hidden = args[0]
-            if hidden.dim() == 3 and ids_NK.shape[0] != router_logits_NE.shape[0]:
-                # ids laid out at the full batch width, this pass trimmed to its rows' width (token_logprobs)
+            if hidden.dim() == 3 and ids_NK.shape[0] % hidden.shape[0] == 0:
+                # ids may be laid out at the full batch width while this pass is trimmed to its rows' width
                 batch, width = hidden.shape[:2]
-                if ids_NK.shape[0] % batch == 0 and ids_NK.shape[0] // batch >= width:
-                    ids_NK = ids_NK.view(batch, -1, ids_NK.shape[1])[:, :width].reshape(-1, ids_NK.shape[1])
+                ids_NK = ids_NK.view(batch, -1, ids_NK.shape[1])[:, :width].reshape(-1, ids_NK.shape[1])
             if ids_NK.shape[0] != router_logits_NE.shape[0]:
                 raise ValueError(
                     f"routing replay layer {layer}: {ids_NK.shape[0]} tokens recorded, {router_logits_NE.shape[0]} now"

@@ -81,5 +81,5 @@ def test_report_renders_in_headless_chromium(quick_demo, tmp_path):
     assert images and broken, dom[:2000]
     assert int(images.group(1)) >= 3
     assert int(broken.group(1)) == 0
-    for figure in ("success", "sft_loss", "rl_reward", "rl_temperature"):
+    for figure in ("success", "sft_loss", "rl_reward", "rl_temperature", "rl_eval"):
         assert f'id="{figure}"' in dom, figure
