@@ -11,8 +11,16 @@ prompts of the key-value environment's episodes, `ShortKV`), same token counts:
   Multi-turn tokens are decoded behind earlier turns and tool results, so they attend over longer contexts; on CPU
   the MLA decode kernel's cost grows with context and prefix caching is off, so this rate is higher.
   `raw_vllm_uniform_tok_s`: every initial prompt forced to the mean length.
-- `hf_generate_tok_s`: transformers `generate` on the same prompts and lengths (TRL's path without vLLM), batched
-  with left padding, `min_new_tokens = max_new_tokens`.
+- `hf_generate_tok_s`: HF-generate rollouts, TRL's path without vLLM: the same agent loop, episodes and environment
+  latency on `HFEngine` (transformers `generate`, left-padded batches, one call per round of ready episodes, as
+  TRL's tool loop regenerates for the completions that called a tool). Sampling differs from vLLM's, so its
+  episodes are not token-identical; the rate is generated tokens / wall time, like `agentic_tok_s`. A batched
+  `generate` runs every row until the batch's longest turn ends, so on k2-tiny on 2 cores smaller batches are
+  faster: a sweep put batch 1 first (275 tok/s; 32: 144; 128: 71, BENCHMARKS.md), and `hf_batch` defaults to it,
+  the peer path's best setting here.
+- `hf_generate_single_turn_tok_s`: transformers `generate` on a subset of the initial prompts, forced to the mean
+  episode length in one batch (`min_new_tokens = max_new_tokens`): HF's best case, no turns and short contexts.
+  This was `hf_generate_tok_s` until the eighth session.
 - `weight_sync_s`: one trainer -> engine sync of all weights (`VLLMEngine.load_weights`).
 Targets (issue 6): agentic >= 0.9x raw vLLM; agentic >= 2.5x HF generate.
 """
@@ -115,11 +123,12 @@ def _hf_generate_tok_s(model: Any, tok: Any, prompts: list[list[int]], length: i
     return total / (time.perf_counter() - start)
 
 
-def run(quick: bool = False, rounds_n: int = 3) -> dict[str, Any]:
+def run(quick: bool = False, rounds_n: int = 3, hf_batch: int = 1) -> dict[str, Any]:
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     import torch
 
     from agentrl.engine.base import SamplingSpec
+    from agentrl.engine.hf_engine import HFEngine
     from agentrl.engine.vllm_engine import VLLMEngine
     from agentrl.rollout.agent_loop import AgentLoop, LoopConfig
     from agentrl.rollout.envs import LocalEnv
@@ -133,6 +142,11 @@ def run(quick: bool = False, rounds_n: int = 3) -> dict[str, Any]:
     ckpt = tool_policy_checkpoint()
     model, tok = load_checkpoint(ckpt, dtype=torch.float32)
     model.eval()
+    hf_loop = AgentLoop(
+        HFEngine(model, tok, max_batch=hf_batch),
+        tok,
+        LoopConfig(max_turn_tokens=128, max_turns=6, env_threads=64),
+    )
     engine = VLLMEngine(str(ckpt), max_model_len=1024)
     rng = random.Random(0)
     env = _SlowEnv(LocalEnv(ShortKV), env_latency_ms / 1000)
@@ -143,7 +157,8 @@ def run(quick: bool = False, rounds_n: int = 3) -> dict[str, Any]:
         for i in range(n)
     ]
     loop = AgentLoop(engine, tok, LoopConfig(max_turn_tokens=128, max_turns=6, env_threads=64))
-    loop.run(specs[:4])  # warm up the engine's code paths
+    loop.run(specs[:4])  # warm up the engines' code paths
+    hf_loop.run(specs[:4])
 
     # Rounds alternate the three measurements so a load swing on this shared machine hits all of them; the
     # figures are per-round medians, the ratios medians of the per-round ratios.
@@ -164,7 +179,11 @@ def run(quick: bool = False, rounds_n: int = 3) -> dict[str, Any]:
         length = max(1, round(generated / n))
         uniform_rate, _ = _vllm_generate_tok_s(engine, prompts, _forced([length] * n))
         hf_prompts = prompts[: 16 if quick else 32]  # HF is slow; its rate is per token, so a subset suffices
-        hf_rate = _hf_generate_tok_s(model, tok, hf_prompts, length, batch=16 if quick else 32)
+        hf_single_rate = _hf_generate_tok_s(model, tok, hf_prompts, length, batch=16 if quick else 32)
+        start = time.perf_counter()
+        hf_trajs = hf_loop.run(specs)
+        hf_generated = sum(t.num_generated for t in hf_trajs)
+        hf_rate = hf_generated / (time.perf_counter() - start)
         rounds.append(
             {
                 "agentic": agentic,
@@ -172,7 +191,9 @@ def run(quick: bool = False, rounds_n: int = 3) -> dict[str, Any]:
                 "single": single_rate,
                 "uniform": uniform_rate,
                 "hf": hf_rate,
+                "hf_single": hf_single_rate,
                 "tokens": generated,
+                "hf_tokens": hf_generated,
             }
         )
 
@@ -197,6 +218,10 @@ def run(quick: bool = False, rounds_n: int = 3) -> dict[str, Any]:
         "raw_vllm_uniform_tok_s": round(med("uniform"), 1),
         "agentic_over_raw_uniform": round(med_ratio("uniform"), 3),
         "agentic_over_hf": round(med_ratio("hf"), 2),
+        "hf_generate_single_turn_tok_s": round(med("hf_single"), 1),
+        "agentic_over_hf_single_turn": round(med_ratio("hf_single"), 2),
+        "hf_mean_turns": round(sum(t.num_turns for t in hf_trajs) / n, 2),
+        "hf_batch": hf_batch,
         "rounds": [{k: round(v, 1) for k, v in r.items()} for r in rounds],
         "episode_tokens_p50_max": [lengths[len(lengths) // 2], lengths[-1]],
         "episodes": n,
