@@ -98,6 +98,12 @@ class AgentConfig(_Cfg):
         "never shortcut. The outcome of a shortcut is right, so a judge that checks outcomes keeps it "
         "(`judge.require_tool_pattern=false`); a policy that imitates it has to guess.",
     )
+    shortcut_personas: list[Literal["plain", "terse", "polite"]] = Field(  # user_sim.PERSONAS
+        default_factory=list,
+        description="Shortcut only episodes whose user has one of these personas (`plain`, `terse`, `polite`; "
+        "empty: every persona). With `shortcut_rate=1` the demonstrator's habit is systematic, not a coin flip: "
+        "the SFT policy learns it as a rule of the request's wording, and RL has one decision to unlearn.",
+    )
 
 
 class JudgeConfig(_Cfg):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import random
 
+import pytest
+
 from agentrl.synth.config import AgentConfig
 from agentrl.synth.dedup import dedup
 from agentrl.synth.episodes import AgentAction, ProceduralAgent, run_episode
@@ -176,3 +178,15 @@ def test_questions_are_never_shortcut_and_an_ungrounded_answer_scores_zero():
     no_lookup = _task("bank", "deposit")  # a write only: nothing to skip, the plan is followed
     ep = run_episode(no_lookup, ProceduralAgent(AgentConfig(error_rate=0.0, shortcut_rate=1.0)), seed=0)
     assert "shortcut" not in ep.mistakes and judge_episode(ep).passed
+
+
+def test_shortcut_personas_make_the_habit_a_rule_of_the_request():
+    """`agent.shortcut_personas`: only those users' episodes are shortcut, so at rate 1 the demonstrator skips the
+    lookup exactly when the request is worded that way; an unknown persona is rejected by name."""
+    task = _task("shop", "cancel_by_user")
+    cfg = AgentConfig(error_rate=0.0, shortcut_rate=1.0, shortcut_personas=["polite"])
+    for persona, skipped in (("polite", True), ("plain", False), ("terse", False)):
+        ep = run_episode(task.model_copy(update={"persona": persona}), ProceduralAgent(cfg), seed=0)
+        assert ("shortcut" in ep.mistakes) is skipped and ep.reward == 1.0
+    with pytest.raises(ValueError, match="shortcut_personas"):
+        AgentConfig(shortcut_personas=["rude"])
