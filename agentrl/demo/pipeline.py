@@ -72,6 +72,8 @@ def stage_init(ctx: DemoContext) -> None:
     if ctx.cfg.entity_kind_init > 0 and pools:
         from model.embedding_init import share_kind_directions
 
+        if ctx.cfg.entity_kind_keys:
+            pools = _with_kind_words(pools, ctx.run_dir / "synth" / "domains")
         kinds = share_kind_directions(model, tokenizer, pools, ctx.cfg.entity_kind_init, ctx.cfg.seed)
     out = save_checkpoint(model, tokenizer, ctx.run_dir / "init")
     params = sum(p.numel() for p in model.parameters())
@@ -89,6 +91,28 @@ def _entity_pools(domains_dir: Path) -> dict[str, tuple[str, ...]]:
     from environments.tool_world.values import closed_pools
 
     return closed_pools(col for d in load_domains([domains_dir]) for col in d.value_columns())
+
+
+def _with_kind_words(pools: dict[str, tuple[str, ...]], domains_dir: Path) -> dict[str, tuple[str, ...]]:
+    """The value pools plus the words that name each kind in tool calls (`tool_world.values.kind_words`); a word
+    joins only the first kind it appears in (kinds in sorted order), so no token gets two kind directions."""
+    from environments.tool_world.domains import load_domains
+    from environments.tool_world.values import kind_words
+
+    named = (
+        (name, col)
+        for d in load_domains([domains_dir])
+        for t in d.tables.values()
+        for name, col in t.columns.items()
+    )
+    words = kind_words(named)
+    merged = {kind: (*pools.get(kind, ()), *words.get(kind, ())) for kind in sorted({*pools, *words})}
+    seen: set[str] = set()
+    out = {}
+    for kind, tokens in merged.items():
+        out[kind] = tuple(t for t in dict.fromkeys(tokens) if t not in seen)
+        seen.update(out[kind])
+    return out
 
 
 def stage_sft_short(ctx: DemoContext) -> None:

@@ -86,6 +86,20 @@ def closed_pools(columns: Iterable[ColumnSpec]) -> dict[str, tuple[str, ...]]:
     return pools
 
 
+def kind_words(named_columns: Iterable[tuple[str, ColumnSpec]]) -> dict[str, tuple[str, ...]]:
+    """Words that say which kind a tool argument takes, by kind, from (column name, column) pairs: a name, place or
+    word column's name joins that closed pool's kind (`court` with the places, `patient` with the names); an enum
+    column's name and its values form their own kind (`enum:status`: status, filed, heard, ...). Id columns are
+    left out (ids already copy well, and `id` would join every code kind)."""
+    kinds: dict[str, dict[str, None]] = {}
+    for name, col in named_columns:
+        if col.gen in ("name", "place", "word"):
+            kinds.setdefault(col.gen, {})[name] = None
+        elif col.gen == "enum":
+            kinds.setdefault(f"enum:{name}", {name: None}).update(dict.fromkeys(col.values))
+    return {kind: tuple(words) for kind, words in kinds.items()}
+
+
 def draw(col: ColumnSpec, rng: random.Random, split: str, exclude: set | None = None) -> str | int:
     """One value for `col` in partition `split`; enum and int values are shared vocabulary (not partitioned)."""
     exclude = exclude or set()

@@ -19,6 +19,7 @@ from environments.tool_world.values import (
     closed_pools,
     closed_vocabulary,
     draw,
+    kind_words,
 )
 
 
@@ -38,6 +39,16 @@ def test_pools_by_kind_cover_the_vocabulary_with_one_pool_per_code_prefix():
     prefixes = {c.prefix for c in columns if c.gen == "code"}
     assert {k for k in pools if k.startswith("code:")} == {f"code:{p}" for p in prefixes}
     assert pools["name"] == closed_pool("name") and len(prefixes) > 1
+
+
+def test_kind_words_name_each_kind_by_its_columns_and_enums_form_their_own():
+    clinic = next(d for d in builtin_domains() if d.name == "clinic")
+    words = kind_words((n, c) for t in clinic.tables.values() for n, c in t.columns.items())
+    assert words["name"] == ("patient", "doctor")  # both name columns, in table order
+    assert words["enum:day"] == ("day", "mon", "tue", "wed", "thu", "fri")
+    assert "id" not in {w for ws in words.values() for w in ws} and not any(
+        k.startswith("code") for k in words
+    )
 
 
 def test_draw_stays_in_the_pool_honours_exclude_and_fails_loudly_when_exhausted():
