@@ -97,3 +97,23 @@ def test_agent_loop_runs_multi_turn_on_hf_generate(hf):
                 if m:
                     gap = max(gap, abs(lp[i - 1, t.token_ids[i]].item() - stored))
     assert gap < 1e-4
+
+
+def test_rollout_bench_runs_both_loops_on_the_same_episodes(tool_ckpt):
+    """`agentrl bench rollout --quick` with one round: every key is there and finite, and the HF-generate baseline
+    ran the same multi-turn episodes (tool calls, more than one turn on average)."""
+    import math
+
+    from agentrl.bench import rollout as bench_rollout
+
+    out = bench_rollout.run(quick=True, rounds_n=1)
+    keys = (
+        "agentic_tok_s",
+        "raw_vllm_tok_s",
+        "hf_generate_tok_s",
+        "hf_generate_single_turn_tok_s",
+        "weight_sync_s",
+    )
+    assert all(math.isfinite(out[k]) and out[k] > 0 for k in keys)
+    assert out["episodes"] == 32 and out["hf_batch"] == 1 and out["rounds"][0]["hf_tokens"] > 0
+    assert out["hf_mean_turns"] > 1 and out["mean_turns"] > 1
