@@ -7,7 +7,7 @@ transformers 5 fuses each MoE layer's routed experts into `mlp.experts.gate_up_p
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 
@@ -27,3 +27,20 @@ def checkpoint_named_tensors(model: Any) -> Iterator[tuple[str, Any]]:
                 yield f"{prefix}{e}.down_proj.weight", tensor[e]
         else:
             yield name, tensor
+
+
+def copy_checkpoint_named_tensors(model: Any, named_tensors: Iterable[tuple[str, Any]]) -> int:
+    """The inverse: copy (checkpoint_name, tensor) pairs into the model's live parameters in place (per-expert
+    tensors into their slice of the fused expert weights). An unknown name raises `KeyError` naming it; a shape
+    mismatch raises from `copy_`. Returns the bytes copied."""
+    import torch
+
+    targets = dict(checkpoint_named_tensors(model))  # views into the parameters' storage
+    copied = 0
+    with torch.no_grad():
+        for name, tensor in named_tensors:
+            if name not in targets:
+                raise KeyError(f"the model has no tensor named {name!r} (checkpoint naming)")
+            targets[name].copy_(tensor)
+            copied += tensor.numel() * tensor.element_size()
+    return copied

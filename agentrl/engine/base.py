@@ -41,6 +41,16 @@ class Generation:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def per_prompt_specs(
+    prompts: list[list[int]], sampling: list[SamplingSpec] | SamplingSpec
+) -> list[SamplingSpec]:
+    """One `SamplingSpec` per prompt: a single spec is shared by all; a list must match the prompts one to one."""
+    specs = sampling if isinstance(sampling, list) else [sampling] * len(prompts)
+    if len(specs) != len(prompts):
+        raise ValueError(f"{len(prompts)} prompts but {len(specs)} sampling specs")
+    return specs
+
+
 class InferenceEngine(Protocol):
     def generate(self, prompts: list[list[int]], sampling: list[SamplingSpec]) -> list[Generation]: ...
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from agentrl.engine.base import EngineError, Generation, SamplingSpec
+from agentrl.engine.base import EngineError, Generation, SamplingSpec, per_prompt_specs
 
 
 class HFEngine:
@@ -48,9 +48,7 @@ class HFEngine:
     def generate(
         self, prompts: list[list[int]], sampling: list[SamplingSpec] | SamplingSpec
     ) -> list[Generation]:
-        specs = sampling if isinstance(sampling, list) else [sampling] * len(prompts)
-        if len(specs) != len(prompts):
-            raise ValueError(f"{len(prompts)} prompts but {len(specs)} sampling specs")
+        specs = per_prompt_specs(prompts, sampling)
         groups: dict[tuple, list[int]] = {}
         for i, s in enumerate(specs):
             key = (s.temperature, s.top_p, s.stop_token_ids, s.ignore_eos, s.allowed_token_ids)
@@ -104,16 +102,15 @@ class HFEngine:
         ]
 
     def load_weights(self, named_tensors: Iterable[tuple[str, Any]]) -> dict[str, float]:
-        """Copy trainer weights (checkpoint names) into the model in place."""
-        from agentrl.engine.weight_sync import tensor_bytes
+        """Copy trainer weights (checkpoint names, `model.weights.checkpoint_named_tensors`) into the model in place."""
+        from model.weights import copy_checkpoint_named_tensors
 
-        weights = dict(named_tensors)
         start = time.perf_counter()
-        result = self.model.load_state_dict(weights, strict=False)
-        if result.unexpected_keys:
-            raise EngineError(f"HFEngine.load_weights: unknown tensors {result.unexpected_keys[:5]}")
+        try:
+            nbytes = copy_checkpoint_named_tensors(self.model, named_tensors)
+        except KeyError as exc:
+            raise EngineError(f"HFEngine.load_weights: {exc.args[0]}") from exc
         seconds = time.perf_counter() - start
-        nbytes = tensor_bytes(list(weights.items()))
         return {"seconds": seconds, "bytes": float(nbytes), "bytes_per_s": nbytes / max(seconds, 1e-9)}
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from agentrl.engine.base import EngineError, Generation, SamplingSpec
+from agentrl.engine.base import EngineError, Generation, SamplingSpec, per_prompt_specs
 from agentrl.engine.cpu_fixes import cpu_server_args, torch_has_cuda
 
 
@@ -119,9 +119,7 @@ class OpenAIServerEngine:
     def generate(
         self, prompts: list[list[int]], sampling: list[SamplingSpec] | SamplingSpec
     ) -> list[Generation]:
-        specs = sampling if isinstance(sampling, list) else [sampling] * len(prompts)
-        if len(specs) != len(prompts):
-            raise ValueError(f"{len(prompts)} prompts but {len(specs)} sampling specs")
+        specs = per_prompt_specs(prompts, sampling)
         return list(self._pool.map(self._one, prompts, specs))
 
     # ---- continuous batching (`StepEngine`): each request is its own HTTP call and the server batches them

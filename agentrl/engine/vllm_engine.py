@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from agentrl.engine.base import Generation, SamplingSpec
+from agentrl.engine.base import Generation, SamplingSpec, per_prompt_specs
 from agentrl.engine.cpu_fixes import cpu_compilation_config, torch_has_cuda
 
 DEFAULT_CPU_KV_CACHE_BYTES = 512 * 1024**2
@@ -65,9 +65,7 @@ class VLLMEngine:
     ) -> list[Generation]:
         """One blocking call for a whole batch. Not to be mixed with `submit`/`step` requests in flight: it runs
         the engine until every request is done and would take theirs too."""
-        specs = sampling if isinstance(sampling, list) else [sampling] * len(prompts)
-        if len(specs) != len(prompts):
-            raise ValueError(f"{len(prompts)} prompts but {len(specs)} sampling specs")
+        specs = per_prompt_specs(prompts, sampling)
         params = [_sampling_params(s) for s in specs]
         outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
         return [_generation(out, s.candidate_token_ids) for out, s in zip(outputs, specs, strict=True)]

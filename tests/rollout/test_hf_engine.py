@@ -117,3 +117,20 @@ def test_rollout_bench_runs_both_loops_on_the_same_episodes(tool_ckpt):
     assert all(math.isfinite(out[k]) and out[k] > 0 for k in keys)
     assert out["episodes"] == 32 and out["hf_batch"] == 1 and out["rounds"][0]["hf_tokens"] > 0
     assert out["hf_mean_turns"] > 1 and out["mean_turns"] > 1
+
+
+def test_load_weights_copies_trainer_tensors_in_place(tool_ckpt):
+    """Weight sync into HFEngine: checkpoint-named tensors land in the model (the next forward uses them);
+    a name the model does not have is refused by name."""
+    from agentrl.engine.base import EngineError
+    from agentrl.engine.hf_engine import HFEngine
+    from model.weights import checkpoint_named_tensors
+
+    engine = HFEngine.from_checkpoint(tool_ckpt)
+    halved = [(name, t.detach() * 0.5) for name, t in checkpoint_named_tensors(engine.model)]
+    assert any(".experts.0.gate_proj" in name for name, _ in halved)  # per-expert names into fused weights
+    stats = engine.load_weights(halved)
+    now = dict(checkpoint_named_tensors(engine.model))
+    assert all(torch.equal(now[name], t) for name, t in halved) and stats["bytes"] > 0
+    with pytest.raises(EngineError, match="not.a.weight"):
+        engine.load_weights([("not.a.weight", torch.zeros(1))])
