@@ -71,7 +71,11 @@ class ProceduralAgent:
         answers_from_lookup = bool(task.required_outputs) and task.grounded_outputs
         # No draw at rate 0, so the default episodes stay bit-identical.
         personas = self.cfg.shortcut_personas
-        if self.cfg.shortcut_rate > 0 and not answers_from_lookup and (not personas or task.persona in personas):
+        if (
+            self.cfg.shortcut_rate > 0
+            and not answers_from_lookup
+            and (not personas or task.persona in personas)
+        ):
             lookups = {t.name for t in task.tools if t.op.kind in ("get", "list")}
             if any(g.name in lookups for g in task.gold) and rng.random() < self.cfg.shortcut_rate:
                 self.plan = [g for g in task.gold if g.name not in lookups]
