@@ -44,6 +44,7 @@ def stage_synth(ctx: DemoContext) -> None:
 
 
 def stage_init(ctx: DemoContext) -> None:
+    from environments.tool_world.domains import load_domains
     from model.chat_format import render_messages
     from model.checkpoint import build_model, save_checkpoint
     from model.tokenizer import train_tokenizer
@@ -57,7 +58,8 @@ def stage_init(ctx: DemoContext) -> None:
             if len(texts) >= ctx.cfg.tokenizer.max_texts:
                 break
     tcfg = ctx.cfg.tokenizer
-    pools = _entity_pools(ctx.run_dir / "synth" / "domains") if tcfg.entities else {}
+    domains = load_domains([ctx.run_dir / "synth" / "domains"]) if tcfg.entities else []
+    pools = _entity_pools(domains)
     tokenizer = train_tokenizer(
         texts,
         vocab_size=tcfg.vocab_size,
@@ -73,7 +75,7 @@ def stage_init(ctx: DemoContext) -> None:
         from model.embedding_init import share_kind_directions
 
         if ctx.cfg.entity_kind_keys:
-            pools = _with_kind_words(pools, ctx.run_dir / "synth" / "domains")
+            pools = _with_kind_words(pools, domains)
         kinds = share_kind_directions(model, tokenizer, pools, ctx.cfg.entity_kind_init, ctx.cfg.seed)
     out = save_checkpoint(model, tokenizer, ctx.run_dir / "init")
     params = sum(p.numel() for p in model.parameters())
@@ -85,26 +87,19 @@ def stage_init(ctx: DemoContext) -> None:
     }
 
 
-def _entity_pools(domains_dir: Path) -> dict[str, tuple[str, ...]]:
+def _entity_pools(domains: list[Any]) -> dict[str, tuple[str, ...]]:
     """The closed pools (by kind) of every domain the synth stage used."""
-    from environments.tool_world.domains import load_domains
     from environments.tool_world.values import closed_pools
 
-    return closed_pools(col for d in load_domains([domains_dir]) for col in d.value_columns())
+    return closed_pools(col for d in domains for col in d.value_columns())
 
 
-def _with_kind_words(pools: dict[str, tuple[str, ...]], domains_dir: Path) -> dict[str, tuple[str, ...]]:
+def _with_kind_words(pools: dict[str, tuple[str, ...]], domains: list[Any]) -> dict[str, tuple[str, ...]]:
     """The value pools plus the words that name each kind in tool calls (`tool_world.values.kind_words`); a word
     joins only the first kind it appears in (kinds in sorted order), so no token gets two kind directions."""
-    from environments.tool_world.domains import load_domains
     from environments.tool_world.values import kind_words
 
-    named = (
-        (name, col)
-        for d in load_domains([domains_dir])
-        for t in d.tables.values()
-        for name, col in t.columns.items()
-    )
+    named = ((name, col) for d in domains for t in d.tables.values() for name, col in t.columns.items())
     words = kind_words(named)
     merged = {kind: (*pools.get(kind, ()), *words.get(kind, ())) for kind in sorted({*pools, *words})}
     seen: set[str] = set()
@@ -242,9 +237,8 @@ def stage_rl(ctx: DemoContext) -> None:
     )
     final = save_checkpoint(out["model"], out["tokenizer"], ctx.run_dir / "rl" / "final")
     ctx.results["rl"] = {"steps": out["steps"], "stop_reason": out["stop_reason"], "checkpoint": str(final)}
-    if (
-        out["final_eval"] is not None
-    ):  # RL's own held-out eval ran on the final weights: eval_rl would repeat it
+    # RL's own held-out eval ran on the final weights: eval_rl would repeat it
+    if out["final_eval"] is not None:
         ctx.results["eval_rl"] = out["final_eval"]
     if out["critic"] is not None:
         ctx.results["critic"] = _critic_before_after(ctx, out)

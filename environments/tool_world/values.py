@@ -74,7 +74,7 @@ def _pool_of(col: ColumnSpec) -> tuple[str, ...]:
 
 def closed_vocabulary(columns: Iterable[ColumnSpec]) -> list[str]:
     """Every value the `closed` partition can draw for `columns` (sorted, no duplicates)."""
-    return sorted({v for col in columns if col.gen in POOL_SIZES for v in _pool_of(col)})
+    return sorted({v for pool in closed_pools(columns).values() for v in pool})
 
 
 def closed_pools(columns: Iterable[ColumnSpec]) -> dict[str, tuple[str, ...]]:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import yaml
-
 from agentrl.demo.pipeline import _entity_pools, _with_kind_words
 from environments.tool_world.domains import builtin_domains
 
 
-def test_key_words_join_their_kind_and_no_token_gets_two_directions(tmp_path):
-    for d in builtin_domains():
-        (tmp_path / f"{d.name}.yaml").write_text(yaml.safe_dump(d.model_dump(mode="json", exclude_none=True)))
-    pools = _entity_pools(tmp_path)
-    kinds = _with_kind_words(pools, tmp_path)
+def test_key_words_join_their_kind_and_no_token_gets_two_directions():
+    domains = builtin_domains()
+    pools = _entity_pools(domains)
+    kinds = _with_kind_words(pools, domains)
     for kind, values in pools.items():  # every value stays in its kind, first
         assert kinds[kind][: len(values)] == values
     assert {"patient", "doctor"} <= set(kinds["name"]) and "day" in kinds["enum:day"]
