@@ -13,6 +13,12 @@ of entity values (environments/tool_world/values.py) plus, with `whole_numbers=N
 policy then copies a name, a code or an amount as one token id instead of spelling it piece by piece (measured
 in BENCHMARKS.md: k2-tiny still needs ~1,100 SFT steps of batch 8 before it copies). They are `AddedToken(single_word=True)`:
 "Dema" inside "Demand" is left to BPE. They count against `vocab_size`.
+
+`keys` (off by default) are JSON argument keys with their punctuation, e.g. `"city":"`, each made one token (an
+`AddedToken` matched anywhere). Byte-level BPE cannot merge across `"`, `city` and `":"` (its pre-tokenizer splits
+them), so without this the token just before a copied value is `":"` for every key, and the head that picks which
+context value to copy must first fetch the key from two tokens back. With one token per key, the token before the
+value names what it wants (measured in BENCHMARKS.md, "Tenth session").
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ def train_tokenizer(
     isolate_spaces: bool = False,
     entities: Sequence[str] = (),
     whole_numbers: int = 0,
+    keys: Sequence[str] = (),
 ):  # -> PreTrainedTokenizerFast
     """Train a byte-level BPE on `texts` and wrap it as a transformers tokenizer with the K2 chat template."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -46,11 +53,16 @@ def train_tokenizer(
     bad = [w for w in words if not w or not all(c.isalnum() for c in w)]
     if bad:
         raise ValueError(f"entities must be non-empty alphanumeric words, got {bad[:5]}")
-    bpe_size = vocab_size - len(words)
+    bad_keys = [k for k in keys if not k or k.strip() != k]
+    if bad_keys:
+        raise ValueError(f"keys must be non-empty strings without surrounding spaces, got {bad_keys[:5]}")
+    keys = list(dict.fromkeys(keys))
+    bpe_size = vocab_size - len(words) - len(keys)
     if bpe_size < len(SPECIAL_TOKENS) + 256 + 1:
         raise ValueError(
             f"vocab_size {vocab_size} is too small for 256 bytes plus {len(SPECIAL_TOKENS)} specials"
             + (f" plus {len(words)} entity tokens" if words else "")
+            + (f" plus {len(keys)} key tokens" if keys else "")
         )
     tok = Tokenizer(models.BPE())
     steps = [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
@@ -66,6 +78,7 @@ def train_tokenizer(
     )
     tok.train_from_iterator(texts, trainer=trainer)
     tok.add_tokens([AddedToken(w, single_word=True, normalized=False) for w in words])
+    tok.add_tokens([AddedToken(k, normalized=False) for k in keys])
     wrapped = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token=BOS,

@@ -58,14 +58,17 @@ def stage_init(ctx: DemoContext) -> None:
             if len(texts) >= ctx.cfg.tokenizer.max_texts:
                 break
     tcfg = ctx.cfg.tokenizer
-    domains = load_domains([ctx.run_dir / "synth" / "domains"]) if tcfg.entities else []
-    pools = _entity_pools(domains)
+    needs_domains = tcfg.entities or tcfg.key_tokens
+    domains = load_domains([ctx.run_dir / "synth" / "domains"]) if needs_domains else []
+    pools = _entity_pools(domains) if tcfg.entities else {}
+    keys = _key_tokens(domains) if tcfg.key_tokens else {}
     tokenizer = train_tokenizer(
         texts,
         vocab_size=tcfg.vocab_size,
         isolate_spaces=tcfg.isolate_spaces,
         entities=sorted({v for pool in pools.values() for v in pool}),
         whole_numbers=tcfg.whole_numbers,
+        keys=sorted(keys),
     )
     model = build_model(
         ctx.cfg.preset, tokenizer, seed=ctx.cfg.seed, tie_word_embeddings=ctx.cfg.tie_embeddings
@@ -76,6 +79,8 @@ def stage_init(ctx: DemoContext) -> None:
 
         if ctx.cfg.entity_kind_keys:
             pools = _with_kind_words(pools, domains)
+        if keys:
+            pools = _with_key_tokens(pools, keys)
         kinds = share_kind_directions(model, tokenizer, pools, ctx.cfg.entity_kind_init, ctx.cfg.seed)
     out = save_checkpoint(model, tokenizer, ctx.run_dir / "init")
     params = sum(p.numel() for p in model.parameters())
@@ -107,6 +112,33 @@ def _with_kind_words(pools: dict[str, tuple[str, ...]], domains: list[Any]) -> d
     for kind, tokens in merged.items():
         out[kind] = tuple(t for t in dict.fromkeys(tokens) if t not in seen)
         seen.update(out[kind])
+    return out
+
+
+def _key_tokens(domains: list[Any]) -> dict[str, str | None]:
+    """`"name":"` for every string argument of the domains' tools and every string column of their tables (tool
+    results print rows in the same compact JSON), mapped to the kind of value it takes (`name`, `place`, `word`,
+    `enum:<column>`; None for ids and other columns) per `tool_world.values.kind_words`."""
+    from environments.tool_world.values import kind_words
+
+    named = [(name, col) for d in domains for t in d.tables.values() for name, col in t.columns.items()]
+    kind_of = {word: kind for kind, words in kind_words(named).items() for word in words}
+    names = {name for name, col in named if col.gen != "int"}
+    for d in domains:
+        for tool in d.tools:
+            props = tool.parameters.get("properties", {})
+            names.update(n for n, schema in props.items() if schema.get("type") == "string")
+    return {f'"{name}":"': kind_of.get(name) for name in sorted(names)}
+
+
+def _with_key_tokens(
+    pools: dict[str, tuple[str, ...]], keys: dict[str, str | None]
+) -> dict[str, tuple[str, ...]]:
+    """Each key token joins the kind of the value it takes (a key without one keeps its own embedding)."""
+    out = dict(pools)
+    for key, kind in keys.items():
+        if kind is not None:
+            out[kind] = (*out.get(kind, ()), key)
     return out
 
 

@@ -104,6 +104,14 @@ class AgentConfig(_Cfg):
         "empty: every persona). With `shortcut_rate=1` the demonstrator's habit is systematic, not a coin flip: "
         "the SFT policy learns it as a rule of the request's wording, and RL has one decision to unlearn.",
     )
+    shortcut_rate_others: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="With `shortcut_personas`, the shortcut chance for the other personas (`shortcut_rate` is "
+        "theirs). A rule that is not absolute (e.g. 0.75 for polite users, 0.25 for the rest) still decides the "
+        "greedy policy by persona, while sampling keeps both behaviours for RL to compare.",
+    )
 
 
 class JudgeConfig(_Cfg):

@@ -71,13 +71,14 @@ class ProceduralAgent:
         answers_from_lookup = bool(task.required_outputs) and task.grounded_outputs
         # No draw at rate 0, so the default episodes stay bit-identical.
         personas = self.cfg.shortcut_personas
-        if (
-            self.cfg.shortcut_rate > 0
-            and not answers_from_lookup
-            and (not personas or task.persona in personas)
-        ):
+        rate = (
+            self.cfg.shortcut_rate
+            if not personas or task.persona in personas
+            else self.cfg.shortcut_rate_others
+        )
+        if rate > 0 and not answers_from_lookup:
             lookups = {t.name for t in task.tools if t.op.kind in ("get", "list")}
-            if any(g.name in lookups for g in task.gold) and rng.random() < self.cfg.shortcut_rate:
+            if any(g.name in lookups for g in task.gold) and rng.random() < rate:
                 self.plan = [g for g in task.gold if g.name not in lookups]
                 self.mistakes.append("shortcut")
 

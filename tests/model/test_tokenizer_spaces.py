@@ -76,3 +76,31 @@ def test_bad_entities_and_a_budget_they_overflow_are_rejected():
         train_tokenizer(corpus(), vocab_size=1024, entities=["two words"])
     with pytest.raises(ValueError, match="entity tokens"):
         train_tokenizer(corpus(), vocab_size=300, entities=[f"E{i}" for i in range(40)])
+
+
+def test_key_tokens_are_one_token_before_the_value_and_round_trip():
+    keys = ['"client":"', '"id":"']
+    tok = train_tokenizer(
+        corpus(), vocab_size=1024, isolate_spaces=True, entities=["Lonu", "BYC4"], keys=keys
+    )
+    assert len(tok) <= 1024  # key tokens count against the budget too
+    client, id_ = (tok.convert_tokens_to_ids(k) for k in keys)
+    lonu, byc4 = (tok.convert_tokens_to_ids(e) for e in ("Lonu", "BYC4"))
+    text = '{"id":"BYC4","client":"Lonu"}'
+    ids = tok.encode(text, add_special_tokens=False)
+    assert (
+        ids[ids.index(lonu) - 1] == client and ids[ids.index(byc4) - 1] == id_
+    )  # the key is the token before
+    assert tok.decode(ids) == text
+    # a schema (`"client":{`) and a longer key that ends the same way are not the key token
+    for other in ('{"client":{"type":"string"}}', '{"paid":"BYC4"}'):
+        ids = tok.encode(other, add_special_tokens=False)
+        assert client not in ids and id_ not in ids, other
+        assert tok.decode(ids) == other
+
+
+def test_bad_keys_and_a_budget_they_overflow_are_rejected():
+    with pytest.raises(ValueError, match="surrounding spaces"):
+        train_tokenizer(corpus(), vocab_size=1024, keys=[' "a":"'])
+    with pytest.raises(ValueError, match="key tokens"):
+        train_tokenizer(corpus(), vocab_size=300, keys=[f'"k{i}":"' for i in range(40)])

@@ -190,3 +190,23 @@ def test_shortcut_personas_make_the_habit_a_rule_of_the_request():
         assert ("shortcut" in ep.mistakes) is skipped and ep.reward == 1.0
     with pytest.raises(ValueError, match="shortcut_personas"):
         AgentConfig(shortcut_personas=["rude"])
+
+
+def test_shortcut_rate_others_sets_the_other_personas_chance():
+    """`agent.shortcut_rate_others`: a persona rule that is not absolute. Over many seeds the listed persona skips
+    at `shortcut_rate` and the others at `shortcut_rate_others`; 0 for the others keeps them lookup-only."""
+    task = _task("shop", "cancel_by_user")
+    cfg = AgentConfig(
+        error_rate=0.0, shortcut_rate=0.75, shortcut_personas=["polite"], shortcut_rate_others=0.25
+    )
+    for persona, rate in (("polite", 0.75), ("plain", 0.25), ("terse", 0.25)):
+        runs = [
+            run_episode(task.model_copy(update={"persona": persona}), ProceduralAgent(cfg), seed=s)
+            for s in range(200)
+        ]
+        share = sum("shortcut" in ep.mistakes for ep in runs) / len(runs)
+        assert abs(share - rate) < 0.1, (persona, share)
+        assert all(ep.reward == 1.0 for ep in runs)
+    strict = AgentConfig(error_rate=0.0, shortcut_rate=1.0, shortcut_personas=["polite"])
+    ep = run_episode(task.model_copy(update={"persona": "plain"}), ProceduralAgent(strict), seed=0)
+    assert "shortcut" not in ep.mistakes
