@@ -107,7 +107,7 @@ class DemoConfig(BaseModel):
     the 300 turn-window steps, copy accuracy 0.62 vs 0.45 (one candidate in context) and 0.38 vs 0.24 (several);
     held-out success after SFT 0.33 and 0.36 in two runs vs 0.28 at seed 0, but 0.12 vs 0.13 at seed 1 (BENCHMARKS.md,
     "Eighth session"). 0 turns it off."""
-    entity_kind_keys: bool = False
+    entity_kind_keys: bool = True
     """Also give each kind's direction to the words that name it in tool calls: a column's name joins its pool's
     kind (`court` with the places, `patient` with the names) and each enum column forms a kind of its name and
     values (`tool_world.values.kind_words`). An argument's key then carries the kind its value has, so one
