@@ -104,8 +104,7 @@ def _with_kind_words(pools: dict[str, tuple[str, ...]], domains: list[Any]) -> d
     joins only the first kind it appears in (kinds in sorted order), so no token gets two kind directions."""
     from environments.tool_world.values import kind_words
 
-    named = ((name, col) for d in domains for t in d.tables.values() for name, col in t.columns.items())
-    words = kind_words(named)
+    words = kind_words(_named_columns(domains))
     merged = {kind: (*pools.get(kind, ()), *words.get(kind, ())) for kind in sorted({*pools, *words})}
     seen: set[str] = set()
     out = {}
@@ -115,13 +114,18 @@ def _with_kind_words(pools: dict[str, tuple[str, ...]], domains: list[Any]) -> d
     return out
 
 
+def _named_columns(domains: list[Any]) -> list[tuple[str, Any]]:
+    """(column name, column) for every table column of `domains`, the input of `tool_world.values.kind_words`."""
+    return [(name, col) for d in domains for t in d.tables.values() for name, col in t.columns.items()]
+
+
 def _key_tokens(domains: list[Any]) -> dict[str, str | None]:
     """`"name":"` for every string argument of the domains' tools and every string column of their tables (tool
     results print rows in the same compact JSON), mapped to the kind of value it takes (`name`, `place`, `word`,
     `enum:<column>`; None for ids and other columns) per `tool_world.values.kind_words`."""
     from environments.tool_world.values import kind_words
 
-    named = [(name, col) for d in domains for t in d.tables.values() for name, col in t.columns.items()]
+    named = _named_columns(domains)
     kind_of = {word: kind for kind, words in kind_words(named).items() for word in words}
     names = {name for name, col in named if col.gen != "int"}
     for d in domains:
