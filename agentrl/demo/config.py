@@ -81,6 +81,11 @@ class DemoCriticConfig(BaseModel):
     """How the policy-as-critic decides a pair (agentrl/rewards/engine_critic.py): `swap_debiased` adds the A-vs-B
     log-prob margins of both orders, so a position prior cancels; `forced` takes one order's argmax letter (the
     sixth session's rule, which sat at chance: 0.54 -> 0.50, the tiny critic picking one letter throughout)."""
+    sft_pairs: bool = False
+    """Mix the synth critic pairs (`synth.critic_pairs`: both orders, the RL critic's prompt, loss on the verdict)
+    into the `sft` phase, K2's critic initialised in SFT; use it with `sft.loss_agg: record_mean`, under which a
+    verdict weighs as much as a transcript. Off: on `demo13`'s data, 2,000 records in 200 steps lifted the SFT critic
+    on on-policy pairs 0.41 -> 0.59 but cut held-out success 0.31 -> 0.21 (BENCHMARKS.md, "Eleventh session")."""
     holdout_fraction: float = Field(0.25, ge=0, le=1)
     max_heldout: int = Field(64, ge=1)
     eval_every: int = Field(5, ge=1)
@@ -185,6 +190,8 @@ def quick_overrides() -> list[str]:
         "sft.max_steps=30",
         "synth.critic_pairs=40",
         "sft_critic.max_steps=4",
+        "critic.sft_pairs=true",  # off in the full demo; --quick keeps the path and record_mean exercised
+        "sft.loss_agg=record_mean",
         "sft_critic.max_records=40",
         "sft.batch_size=8",
         "eval_tasks=16",

@@ -156,7 +156,12 @@ def stage_sft_short(ctx: DemoContext) -> None:
 
 def stage_sft(ctx: DemoContext) -> None:
     start = ctx.results["sft_short"]["checkpoint"] if "sft_short" in ctx.results else ctx.run_dir / "init"
-    ctx.results["sft"] = _run_sft(ctx, ctx.cfg.sft, start, "sft")
+    phase = ctx.cfg.sft
+    if (
+        ctx.cfg.critic.enabled and ctx.cfg.critic.sft_pairs
+    ):  # the critic initialised in SFT, next to the policy
+        phase = phase.model_copy(update={"critic_data": str(_critic_sft_records(ctx))})
+    ctx.results["sft"] = _run_sft(ctx, phase, start, "sft")
 
 
 def stage_sft_critic(ctx: DemoContext) -> None:
@@ -291,10 +296,17 @@ def _critic_before_after(ctx: DemoContext, out: dict[str, Any]) -> dict[str, Any
     if not held:
         return {"heldout_pairs": 0}
     critic = out["critic"]
-    end = accuracy_by_rule(critic, held)
+    batch = [e.messages for e in held]
+    margins_end = critic.margins(batch)
+    end = accuracy_by_rule(critic, held, margins_end)
     _sync(ctx, sft_checkpoint(ctx.results))
-    start = accuracy_by_rule(critic, held)
+    margins_start = critic.margins(batch)
+    start = accuracy_by_rule(critic, held, margins_start)
     ctx.engine.load_weights(checkpoint_named_tensors(out["model"]))
+    # the pairs and both critics' margins, so what the critic gets wrong can be read afterwards
+    with (ctx.run_dir / "rl" / "critic_heldout.jsonl").open("w") as fh:
+        for ex, m0, m1 in zip(held, margins_start, margins_end, strict=True):
+            fh.write(json.dumps({**ex.model_dump(), "margin_start": m0, "margin_end": m1}) + "\n")
     rule = critic.verdict
     return {
         "verdict": rule,

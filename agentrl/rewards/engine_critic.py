@@ -155,11 +155,13 @@ class EngineCritic:
 
 
 def accuracy_by_rule(
-    critic: EngineCritic, examples: list[CriticExample]
+    critic: EngineCritic, examples: list[CriticExample], margins: list[float | None] | None = None
 ) -> dict[VerdictRule, CriticAccuracy]:
-    """The critic's accuracy on `examples` under each verdict rule, from one engine pass."""
+    """The critic's accuracy on `examples` under each verdict rule, from one engine pass (or from `margins`, the
+    critic's margins on these examples, already computed)."""
     batch = [e.messages for e in examples]
-    margins = critic.margins(batch)
+    if margins is None:
+        margins = critic.margins(batch)
     return {
         rule: evaluate_critic(lambda b, rule=rule: critic.decide(b, margins, rule), examples)
         for rule in VERDICT_RULES

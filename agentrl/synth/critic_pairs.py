@@ -5,8 +5,11 @@ differently.
 The mistakes are the ones a small policy makes in RL (measured on the demo's SFT policy, BENCHMARKS.md "Fifth
 session"): a *plausible* wrong value, not a typo. Another row's name, another enum value, another number in an
 argument; another value of the same column in the final reply; stopping before the plan is done; skipping a
-step; repeating a call until the step limit (the truncated loops of RL); calling another of the offered tools. The label is never assumed from the corruption: both episodes are scored by tool_world's own verifiable
-reward (final state + required outputs, `WorldSession.finish`), and a pair is kept only when the demonstration
+step; repeating a call until the step limit (the truncated loops of RL); calling another of the offered tools;
+and `guessed`, the SFT policy's commonest failure on RL tasks (BENCHMARKS.md, "Eleventh session"): every lookup
+skipped, a value it would have fetched made up (a fresh id the world does not hold, another row's name), then the
+same call retried after its error until the step limit, or an apology. The label is never assumed from the
+corruption: both episodes are scored by tool_world's own verifiable reward (final state + required outputs, `WorldSession.finish`), and a pair is kept only when the demonstration
 scores strictly higher. A corruption that happens not to matter (a lookup nobody reads) is dropped.
 
 `CorruptingAgent` follows the gold plan from what it sees (no error model of its own) except for the one mistake,
@@ -17,13 +20,16 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from typing import Any
 
 from agentrl.synth.episodes import AgentAction, Episode, is_transient_glitch, last_call, run_episode
 from environments.tool_world.session import dumps
 from environments.tool_world.spec import TaskSpec
 
-KINDS = ("wrong_arg", "wrong_answer", "stopped_early", "skipped_step", "looped", "wrong_tool")
+KINDS = ("wrong_arg", "wrong_answer", "stopped_early", "skipped_step", "looped", "wrong_tool", "guessed")
+_ID = re.compile(r"[A-Z0-9]{3,8}")
+_ID_CHARS = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
 
 
 def _state_values(task: TaskSpec) -> dict[str, list[Any]]:
@@ -55,6 +61,19 @@ def _alternative(value: Any, key: str, task: TaskSpec, tool: str, rng: random.Ra
         if not pool and key in columns:
             pool = [v for v in columns[key] if v != value]
     return rng.choice(pool) if pool else None
+
+
+def _guess(value: Any, key: str, task: TaskSpec, tool: str, rng: random.Random) -> Any | None:
+    """What a policy that skipped the lookup writes for a value it should have fetched: an id-shaped string gets a
+    fresh id of the same length that the world does not hold; anything else another plausible value."""
+    if isinstance(value, str) and _ID.fullmatch(value):
+        held = {str(v) for vals in _state_values(task).values() for v in vals}
+        for _ in range(20):
+            guess = "".join(rng.choice(_ID_CHARS) for _ in value)
+            if guess not in held:
+                return guess
+        return None
+    return _alternative(value, key, task, tool, rng)
 
 
 def _wrong_answer(task: TaskSpec, rng: random.Random) -> str | None:
@@ -94,12 +113,26 @@ class CorruptingAgent:
         if self.kind == "skipped_step" and len(self.plan) >= 2:
             del self.plan[self.target]
             self.applied = True
+        self.retry_errors = False
+        if self.kind == "guessed":
+            lookups = {t.name for t in task.tools if t.op.kind in ("get", "list")}
+            if any(g.name in lookups for g in self.plan):
+                self.plan = [g for g in self.plan if g.name not in lookups]
+                self.retry_errors = self.crng.random() < 0.5  # the RL loop, or a polite give-up
+                self.applied = True
         self.stop_at = self.crng.randrange(1, len(self.plan)) if len(self.plan) >= 2 else None
         self.mistakes: list[str] = []
 
-    def _call(self, index: int) -> AgentAction:
+    def _call(self, index: int, said: str = "") -> AgentAction:
         call = self.plan[index]
         args = dict(call.arguments)
+        if (
+            self.kind == "guessed" and self.applied
+        ):  # what the user said is known; what a lookup would have said is made up
+            for key, value in sorted(args.items()):
+                if str(value) not in said:
+                    guess = _guess(value, key, self.task, call.name, self.crng)
+                    args[key] = value if guess is None else guess
         if self.kind == "wrong_tool" and index == self.target and not self.applied:
             others = [t.name for t in self.task.tools if t.name != call.name]
             if others:
@@ -126,6 +159,8 @@ class CorruptingAgent:
                 self.applied = True
                 return AgentAction(calls=[last_call(messages)])  # the same call again, until the step limit
             if isinstance(result, dict) and "error" in result:
+                if self.kind == "guessed" and self.retry_errors:
+                    return AgentAction(calls=[last_call(messages)])
                 if self.kind == "wrong_tool" and self.applied:
                     return self._call(self.step)  # back to the plan after the wrong tool's error
                 return AgentAction(text="Sorry, I could not do that.")
@@ -134,8 +169,9 @@ class CorruptingAgent:
             self.applied = True
             return AgentAction(text=self.task.answer)
         if self.step < len(self.plan):
-            return self._call(self.step)
-        if self.kind == "wrong_answer":
+            said = " ".join(str(m.get("content") or "") for m in messages if m["role"] == "user")
+            return self._call(self.step, said)
+        if self.kind in ("wrong_answer", "guessed"):
             wrong = _wrong_answer(self.task, self.crng)
             if wrong is not None:
                 self.applied = True

@@ -75,6 +75,10 @@ class SFTStageConfig(BaseModel):
     verdict turn only, whatever `loss_on` says, and they are never cut into turn windows."""
     critic_records: int = Field(0, ge=0)
     """Use at most this many critic records (0: all)."""
+    loss_agg: Literal["token_mean", "record_mean"] = "token_mean"
+    """`token_mean`: TRL's loss, the mean over every supervised token of the batch. `record_mean`: each record's mean
+    token loss, then the mean over records (agentrl/train/record_mean.py), so a critic record's one verdict weighs as
+    much as a transcript's hundred tokens."""
     critic_max_length: int = Field(1024, ge=16)
     """Critic prompts carry two responses, so they get their own length limit (the policy's context)."""
 
@@ -230,7 +234,12 @@ def run_sft(cfg: SFTStageConfig, progress: bool = True) -> dict[str, Any]:
     )
     model.config.use_cache = False
     optimizer = build_optimizer(model, cfg)
-    trainer = SFTTrainer(
+    trainer_cls = SFTTrainer
+    if cfg.loss_agg == "record_mean":
+        from agentrl.train.record_mean import RecordMeanSFTTrainer
+
+        trainer_cls = RecordMeanSFTTrainer
+    trainer = trainer_cls(
         model=model,
         args=args,
         train_dataset=dataset,

@@ -5,6 +5,7 @@ import math
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -52,6 +53,29 @@ def test_every_stage_completes_with_finite_metrics(quick_demo):
     assert quick_demo["synth_accepted"] >= 100
     assert math.isfinite(quick_demo["sft_train_loss"])
     assert quick_demo["weight_sync_s"] is not None and quick_demo["weight_sync_s"] > 0
+
+
+@pytest.mark.slow
+def test_critic_pairs_ride_in_sft_and_the_heldout_margins_reproduce_the_accuracy(quick_demo):
+    """--quick mixes the synth critic pairs into `sft` (record_mean loss) and writes the held-out critic pairs with
+    both checkpoints' margins; the swap-debiased accuracy recomputed from those margins is the reported one."""
+    run_dir = Path(quick_demo["run_dir"])
+    results = json.loads((run_dir / "summary.json").read_text())["results"]
+    assert results["sft"]["data_critic_records"] > 0
+    path = run_dir / "rl" / "critic_heldout.jsonl"
+    if quick_demo["critic_accuracy_end"] is None:
+        return  # no held-out pair had a winner in this tiny run
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for key, reported in (("margin_start", "critic_accuracy_start"), ("margin_end", "critic_accuracy_end")):
+        by_pair = {}
+        for row in rows:
+            by_pair.setdefault(row["pair_key"], []).append(row)
+        correct = 0
+        for row in rows:
+            partner = [r for r in by_pair[row["pair_key"]] if r is not row]
+            s = row[key] - partner[0][key] if partner else row[key]
+            correct += ("A" if s > 0 else "B" if s < 0 else "tie") == row["target"]
+        assert correct / len(rows) == pytest.approx(quick_demo[reported]), key
 
 
 @pytest.mark.slow

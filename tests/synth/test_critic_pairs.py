@@ -122,3 +122,27 @@ def test_corrupted_episode_is_seeded(runs):
         assert a[0] == b[0] and a[1].messages == b[1].messages
     episode = run_episode(task, CorruptingAgent("wrong_arg", random.Random(3)), 7)
     assert episode.messages[:2] == WorldSession(task, seed=7).initial_messages()
+
+
+def test_guessed_skips_every_lookup_and_makes_up_what_it_would_have_fetched(runs):
+    """The SFT policy's commonest RL failure: no lookup, and a value the world does not hold (an id) or another
+    row's value in the write; the user's own values are kept."""
+    _, paired, _ = runs
+    tasks = _tasks(paired)
+    guessed = [p for p in read_jsonl(paired / "critic_pairs.jsonl") if p["corruption"] == "guessed"]
+    assert guessed
+    made_up = 0
+    for pair in guessed:
+        task = tasks[pair["task_id"]]
+        lookups = {t.name for t in task.tools if t.op.kind in ("get", "list")}
+        said = " ".join(m["content"] for m in pair["bad"]["messages"] if m["role"] == "user")
+        held = {str(v) for rows in task.state.values() for row in rows for v in row.values()}
+        calls = [c["function"] for m in pair["bad"]["messages"] for c in m.get("tool_calls") or []]
+        assert not any(c["name"] in lookups for c in calls)
+        for c in calls:
+            for v in json.loads(c["arguments"]).values():
+                gold = {str(x) for g in task.gold for x in g.arguments.values()}
+                if str(v) not in said and str(v) in gold:
+                    raise AssertionError(f"{pair['task_id']}: fetched value {v!r} used without its lookup")
+                made_up += str(v) not in held
+    assert made_up > 0
