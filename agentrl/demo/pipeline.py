@@ -157,9 +157,8 @@ def stage_sft_short(ctx: DemoContext) -> None:
 def stage_sft(ctx: DemoContext) -> None:
     start = ctx.results["sft_short"]["checkpoint"] if "sft_short" in ctx.results else ctx.run_dir / "init"
     phase = ctx.cfg.sft
-    if (
-        ctx.cfg.critic.enabled and ctx.cfg.critic.sft_pairs
-    ):  # the critic initialised in SFT, next to the policy
+    # the critic initialised in SFT, next to the policy
+    if ctx.cfg.critic.enabled and ctx.cfg.critic.sft_pairs:
         phase = phase.model_copy(update={"critic_data": str(_critic_sft_records(ctx))})
     ctx.results["sft"] = _run_sft(ctx, phase, start, "sft")
 

@@ -9,8 +9,9 @@ step; repeating a call until the step limit (the truncated loops of RL); calling
 and `guessed`, the SFT policy's commonest failure on RL tasks (BENCHMARKS.md, "Eleventh session"): every lookup
 skipped, a value it would have fetched made up (a fresh id the world does not hold, another row's name), then the
 same call retried after its error until the step limit, or an apology. The label is never assumed from the
-corruption: both episodes are scored by tool_world's own verifiable reward (final state + required outputs, `WorldSession.finish`), and a pair is kept only when the demonstration
-scores strictly higher. A corruption that happens not to matter (a lookup nobody reads) is dropped.
+corruption: both episodes are scored by tool_world's own verifiable reward (final state + required outputs,
+`WorldSession.finish`), and a pair is kept only when the demonstration scores strictly higher. A corruption that
+happens not to matter (a lookup nobody reads) is dropped.
 
 `CorruptingAgent` follows the gold plan from what it sees (no error model of its own) except for the one mistake,
 drawn from its own seeded RNG, so adding pairs leaves the synth run's trajectories bit-identical.
@@ -126,9 +127,8 @@ class CorruptingAgent:
     def _call(self, index: int, said: str = "") -> AgentAction:
         call = self.plan[index]
         args = dict(call.arguments)
-        if (
-            self.kind == "guessed" and self.applied
-        ):  # what the user said is known; what a lookup would have said is made up
+        if self.kind == "guessed" and self.applied:
+            # what the user said is known; what a lookup would have said is made up
             for key, value in sorted(args.items()):
                 if str(value) not in said:
                     guess = _guess(value, key, self.task, call.name, self.crng)
@@ -171,7 +171,8 @@ class CorruptingAgent:
         if self.step < len(self.plan):
             said = " ".join(str(m.get("content") or "") for m in messages if m["role"] == "user")
             return self._call(self.step, said)
-        if self.kind in ("wrong_answer", "guessed"):
+        guessing = self.kind == "guessed" and self.applied  # a guess answers wrong too
+        if self.kind == "wrong_answer" or guessing:
             wrong = _wrong_answer(self.task, self.crng)
             if wrong is not None:
                 self.applied = True
