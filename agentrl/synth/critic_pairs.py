@@ -24,7 +24,14 @@ import random
 import re
 from typing import Any
 
-from agentrl.synth.episodes import AgentAction, Episode, is_transient_glitch, last_call, run_episode
+from agentrl.synth.episodes import (
+    AgentAction,
+    Episode,
+    is_transient_glitch,
+    last_call,
+    lookup_tools,
+    run_episode,
+)
 from environments.tool_world.session import dumps
 from environments.tool_world.spec import TaskSpec
 
@@ -116,7 +123,7 @@ class CorruptingAgent:
             self.applied = True
         self.retry_errors = False
         if self.kind == "guessed":
-            lookups = {t.name for t in task.tools if t.op.kind in ("get", "list")}
+            lookups = lookup_tools(task)
             if any(g.name in lookups for g in self.plan):
                 self.plan = [g for g in self.plan if g.name not in lookups]
                 self.retry_errors = self.crng.random() < 0.5  # the RL loop, or a polite give-up

@@ -77,7 +77,7 @@ class ProceduralAgent:
             else self.cfg.shortcut_rate_others
         )
         if rate > 0 and not answers_from_lookup:
-            lookups = {t.name for t in task.tools if t.op.kind in ("get", "list")}
+            lookups = lookup_tools(task)
             if any(g.name in lookups for g in task.gold) and rng.random() < rate:
                 self.plan = [g for g in task.gold if g.name not in lookups]
                 self.mistakes.append("shortcut")
@@ -130,6 +130,11 @@ class ProceduralAgent:
         self.pending_ok = True
         self.mistakes.append("recovered")
         return AgentAction(calls=[(self.pending.name, dumps(self.pending.arguments))])
+
+
+def lookup_tools(task: TaskSpec) -> set[str]:
+    """Names of the task's read-only tools (tool_world `get`/`list` ops): the lookups a shortcut or a guess skips."""
+    return {t.name for t in task.tools if t.op.kind in ("get", "list")}
 
 
 def last_call(messages: list[dict[str, Any]]) -> tuple[str, str]:

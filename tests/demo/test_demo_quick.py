@@ -66,10 +66,10 @@ def test_critic_pairs_ride_in_sft_and_the_heldout_margins_reproduce_the_accuracy
     if quick_demo["critic_accuracy_end"] is None:
         return  # no held-out pair had a winner in this tiny run
     rows = [json.loads(line) for line in path.read_text().splitlines()]
+    by_pair = {}
+    for row in rows:
+        by_pair.setdefault(row["pair_key"], []).append(row)
     for key, reported in (("margin_start", "critic_accuracy_start"), ("margin_end", "critic_accuracy_end")):
-        by_pair = {}
-        for row in rows:
-            by_pair.setdefault(row["pair_key"], []).append(row)
         correct = 0
         for row in rows:
             partner = [r for r in by_pair[row["pair_key"]] if r is not row]
