@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -146,9 +146,20 @@ def _stage(config_cls_path: str, run_path: str, config, overrides, json_out: boo
     if json_out:
         emit_json(result)
     else:
-        for k, v in result.items():
-            if not isinstance(v, (dict, list)):
-                typer.echo(f"{k}: {v}")
+        print_result(result)
+
+
+def print_result(result: dict[str, Any]) -> None:
+    """A stage's result as text: one `key: value` line per scalar, and a block of rows for a table (a dict of
+    dicts, e.g. eval's `by_template`); other nested values are left to `--json`."""
+    for k, v in result.items():
+        if isinstance(v, dict) and v and all(isinstance(row, dict) for row in v.values()):
+            typer.echo(f"{k}:")
+            for name, row in v.items():
+                cells = " ".join(f"{c}={round(x, 2) if isinstance(x, float) else x}" for c, x in row.items())
+                typer.echo(f"  {name}: {cells}")
+        elif not isinstance(v, (dict, list)):
+            typer.echo(f"{k}: {v}")
 
 
 @app.command("synth")

@@ -5,7 +5,10 @@ Metrics (issue 5):
 - tool_call_validity: the share of the policy's tool calls that are parseable, name a declared tool and carry
   arguments that are a JSON object valid against that tool's schema (checked here with jsonschema, independent of
   the environment's own checks); transient environment failures ("busy") don't count against the policy;
-- mean_turns: assistant turns per episode.
+- mean_turns: assistant turns per episode;
+- by_template (tool_world tasks): per `domain.template`, the episodes, their success and, where the task carries a
+  gold plan, how often the first tool call is the plan's first tool. A policy that skips the lookup a plan starts
+  with, or looks up and then copies the wrong value, shows up there and not in the totals.
 """
 
 from __future__ import annotations
@@ -46,17 +49,38 @@ def call_validity(trajectory: Trajectory, tools: list[dict[str, Any]]) -> tuple[
     return valid, total
 
 
+def first_tool(trajectory: Trajectory) -> str | None:
+    """The name of the first tool the policy called, or None when it called none."""
+    for message in trajectory.messages:
+        for call in message.get("tool_calls") or [] if message.get("role") == "assistant" else []:
+            return call.get("function", {}).get("name")
+    return None
+
+
+def _template_rows(episodes: list[tuple[float, Trajectory]]) -> dict[str, Any]:
+    planned = [t for _, t in episodes if t.metadata.get("planned_first_tool")]
+    row: dict[str, Any] = {"n": len(episodes), "success": sum(ok for ok, _ in episodes) / len(episodes)}
+    if planned:
+        row["first_call_as_planned"] = sum(
+            first_tool(t) == t.metadata["planned_first_tool"] for t in planned
+        ) / len(planned)
+    return row
+
+
 def summarize(
     trajectories: Sequence[Trajectory], tools_by_task: dict[str, list[dict[str, Any]]]
 ) -> dict[str, Any]:
-    """Success rate, tool-call validity and mean turns, overall and per task level."""
+    """Success rate, tool-call validity and mean turns, overall, per task level and per task template."""
     valid = total = 0
     by_level: dict[str, list[float]] = defaultdict(list)
+    by_template: dict[str, list[tuple[float, Trajectory]]] = defaultdict(list)
     successes = []
     for traj in trajectories:
         ok = float((traj.env_reward or 0.0) >= 1.0 - 1e-9 and traj.status.value == "ok")
         successes.append(ok)
         by_level[str(traj.metadata.get("level", "?"))].append(ok)
+        if traj.metadata.get("template"):
+            by_template[traj.metadata["template"]].append((ok, traj))
         v, t = call_validity(traj, tools_by_task.get(traj.task_id, []))
         valid, total = valid + v, total + t
     n = max(1, len(trajectories))
@@ -69,6 +93,7 @@ def summarize(
         "failed": sum(t.status.value == "failed" for t in trajectories),
         "truncated": sum(t.status.value == "truncated" for t in trajectories),
         "success_by_level": {k: sum(v) / len(v) for k, v in sorted(by_level.items())},
+        "by_template": {k: _template_rows(v) for k, v in sorted(by_template.items())},
     }
 
 
@@ -101,6 +126,10 @@ def evaluate_tool_use(
     trajectories = loop.run(specs)
     for traj, task in zip(trajectories, tasks, strict=True):
         traj.metadata["level"] = task.get("level")
+        if task.get("template"):
+            traj.metadata["template"] = f"{task.get('domain', '?')}.{task['template']}"
+        if task.get("gold"):
+            traj.metadata["planned_first_tool"] = task["gold"][0]["name"]
     tools_by_task = {
         task["id"]: [
             {"type": "function", "function": {"name": t["name"], "parameters": t.get("parameters", {})}}
