@@ -208,12 +208,18 @@ def test_a_forked_child_does_not_keep_its_parents_slots():
         os.kill(info["child"], signal.SIGKILL)
 
 
-def test_lock_dir_must_be_root_only(tmp_path):
+@pytest.fixture
+def open_dir(tmp_path: Path) -> Path:
+    """A directory anyone may write to (chmod past the umask): unsafe for uid locks."""
+    path = tmp_path / "open"
+    path.mkdir()
+    path.chmod(0o777)
+    return path
+
+
+def test_lock_dir_must_be_root_only(open_dir):
     with pytest.raises(LockDirUnsafe, match="absolute"):
         prepare_lock_dir("relative/dir")
-    open_dir = tmp_path / "open"
-    open_dir.mkdir(mode=0o777)
-    open_dir.chmod(0o777)
     with pytest.raises(LockDirUnsafe, match="writable by group or others"):
         prepare_lock_dir(str(open_dir / "locks"))
     assert prepare_lock_dir("/run/agentrl-sandbox") == "/run/agentrl-sandbox"
@@ -221,10 +227,7 @@ def test_lock_dir_must_be_root_only(tmp_path):
 
 
 @needs_bwrap
-def test_no_sandbox_without_a_safe_lock_dir(tmp_path, monkeypatch):
-    open_dir = tmp_path / "open"
-    open_dir.mkdir(mode=0o777)
-    open_dir.chmod(0o777)
+def test_no_sandbox_without_a_safe_lock_dir(open_dir, monkeypatch):
     monkeypatch.setenv(LOCK_DIR_ENV, str(open_dir / "locks"))  # fail closed: no Sandbox without locks
     with pytest.raises(SandboxUnavailable, match="lock directory"):
         Sandbox("bwrap", SandboxLimits(), slots=4, pool_size=0)
