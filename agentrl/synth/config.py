@@ -78,6 +78,11 @@ class TasksConfig(_Cfg):
         description="Globs `domain.template` kept out of the SFT data but present in held-out and RL tasks "
         "(the strongest lever for RL headroom: the policy must compose them from what it saw).",
     )
+    reply_style: Literal["prose", "quoted"] = Field(
+        default="prose",
+        description="How a reply states a value read from a tool result: `prose` as the template words it, "
+        '`quoted` as the tool result prints it (`"balance":583`), so the policy can copy it (agentrl/synth/reply_style.py).',
+    )
 
 
 class AgentConfig(_Cfg):

@@ -35,6 +35,7 @@ from agentrl.synth.episodes import Episode, ProceduralAgent, run_episode
 from agentrl.synth.evolve import CATEGORIES, evolve_domains
 from agentrl.synth.importers import import_function_file, import_mcp_server, imported_domain
 from agentrl.synth.judge import judge_episode
+from agentrl.synth.reply_style import quoted_reply
 from agentrl.synth.roles import EndpointAgent, EndpointRoles
 from agentrl.synth.task_writer import write_templates
 from agentrl.synth.tasks import TaskFactory, eval_task_lists, rubric_for
@@ -82,6 +83,7 @@ def build_repository(
     for d in domains:
         ok = []
         for tpl in write_templates(d):
+            tpl = quoted_reply(d, tpl) if cfg.tasks.reply_style == "quoted" else tpl
             try:  # keep only templates that instantiate on both partitions
                 for split in ("train", "heldout"):
                     instantiate(d, tpl, random.Random(0), split=split, task_id="probe")

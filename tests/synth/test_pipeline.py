@@ -271,3 +271,21 @@ def test_shortcut_demonstrations_change_only_the_training_data(run, tmp_path):
     for name in ("tasks_heldout.jsonl", "tasks_rl.jsonl"):
         assert (loose_out / name).read_bytes() == (base_out / name).read_bytes()
         assert all(t["grounded_outputs"] for t in read_jsonl(loose_out / name))
+
+
+def test_quoted_replies_copy_their_value_from_a_tool_result(run, tmp_path):
+    """`tasks.reply_style=quoted`: a demonstrated reply states each looked-up value as `"key":value`, and that
+    exact text is in a tool result the agent saw earlier in the same episode; required outputs are unchanged."""
+    out = tmp_path / "quoted"
+    run_synth({**SMALL, "out_dir": str(out), "tasks": {**SMALL["tasks"], "reply_style": "quoted"}}, echo=None)
+    quoted = 0
+    for rec in read_jsonl(out / "trajectories.jsonl"):
+        reply = rec["messages"][-1].get("content") or ""
+        seen = " ".join(m["content"] for m in rec["messages"] if m["role"] == "tool")
+        for fragment in re.findall(r'"[a-z_]+":(?:"[^"]*"|\d+)', reply):
+            assert fragment in seen, (rec["id"], fragment, seen)
+            quoted += 1
+    assert quoted > 10
+    base_out, _ = run
+    base = {t["id"]: t["required_outputs"] for t in read_jsonl(base_out / "tasks_heldout.jsonl")}
+    assert {t["id"]: t["required_outputs"] for t in read_jsonl(out / "tasks_heldout.jsonl")} == base
