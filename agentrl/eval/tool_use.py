@@ -52,8 +52,9 @@ def call_validity(trajectory: Trajectory, tools: list[dict[str, Any]]) -> tuple[
 def first_tool(trajectory: Trajectory) -> str | None:
     """The name of the first tool the policy called, or None when it called none."""
     for message in trajectory.messages:
-        for call in message.get("tool_calls") or [] if message.get("role") == "assistant" else []:
-            return call.get("function", {}).get("name")
+        calls = message.get("tool_calls") if message.get("role") == "assistant" else None
+        if calls:
+            return calls[0].get("function", {}).get("name")
     return None
 
 

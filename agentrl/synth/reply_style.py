@@ -15,7 +15,7 @@ import re
 
 from environments.tool_world.spec import DomainSpec, TemplateSpec
 
-_ROW_FIELD = re.compile(r"^\{(?P<var>[a-z_][a-z0-9_]*?)(?P<after>_after)?\.(?P<col>[a-z_][a-z0-9_]*)\}$")
+_ROW_FIELD = re.compile(r"^\{(?P<var>[a-z_][a-z0-9_]*?)(?:_after)?\.(?P<col>[a-z_][a-z0-9_]*)\}$")
 
 
 def quoted_reply(domain: DomainSpec, template: TemplateSpec) -> TemplateSpec:

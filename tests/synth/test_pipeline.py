@@ -13,6 +13,7 @@ from agentrl.synth.pipeline import SynthError, run_synth
 from agentrl.synth.tasklists import TaskFileError, load_tasks, read_jsonl, task_lists
 from environments.tool_world.domains import builtin_domains
 from environments.tool_world.session import WorldSession
+from tests.synth.test_reply_style import quoted_fields
 
 SMALL = {"target": 120, "tasks": {"heldout": 30, "rl": 20}, "tools": {"evolve": {"categories": 2}}}
 
@@ -282,7 +283,7 @@ def test_quoted_replies_copy_their_value_from_a_tool_result(run, tmp_path):
     for rec in read_jsonl(out / "trajectories.jsonl"):
         reply = rec["messages"][-1].get("content") or ""
         seen = " ".join(m["content"] for m in rec["messages"] if m["role"] == "tool")
-        for fragment in re.findall(r'"[a-z_]+":(?:"[^"]*"|\d+)', reply):
+        for fragment in quoted_fields(reply):
             assert fragment in seen, (rec["id"], fragment, seen)
             quoted += 1
     assert quoted > 10
