@@ -55,6 +55,12 @@ class ToolsConfig(_Cfg):
     evolve: EvolveConfig = Field(default_factory=EvolveConfig)
     max_tools_per_agent: int = Field(default=3, ge=1, le=16)
     agents_per_domain: int = Field(default=6, ge=1)
+    finder_result: Literal["row", "key"] = Field(
+        default="row",
+        description="What a finder (a lookup on one non-key column, `find_order(user)`) returns: the whole `row`, "
+        "or only its `key` and the searched column; a task that needs more of the row then fetches it by id "
+        "(agentrl/synth/finder_result.py).",
+    )
 
 
 class TasksConfig(_Cfg):

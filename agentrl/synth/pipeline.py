@@ -33,6 +33,7 @@ from agentrl.synth.critic_pairs import critic_pair
 from agentrl.synth.dedup import Deduper
 from agentrl.synth.episodes import Episode, ProceduralAgent, run_episode
 from agentrl.synth.evolve import CATEGORIES, evolve_domains
+from agentrl.synth.finder_result import fetch_after_find, narrow_finders
 from agentrl.synth.importers import import_function_file, import_mcp_server, imported_domain
 from agentrl.synth.judge import judge_episode
 from agentrl.synth.reply_style import quoted_reply
@@ -80,9 +81,14 @@ def build_repository(
     if len(set(names)) != len(names):
         raise SynthError(f"duplicate domain names: {sorted({n for n in names if names.count(n) > 1})}")
     out, dropped = [], 0
-    for d in domains:
+    narrow = t.finder_result == "key"
+    for d in map(narrow_finders, domains) if narrow else domains:
         ok = []
         for tpl in write_templates(d):
+            tpl = fetch_after_find(d, tpl) if narrow else tpl
+            if tpl is None:
+                dropped += 1
+                continue
             tpl = quoted_reply(d, tpl) if cfg.tasks.reply_style == "quoted" else tpl
             try:  # keep only templates that instantiate on both partitions
                 for split in ("train", "heldout"):

@@ -290,3 +290,23 @@ def test_quoted_replies_copy_their_value_from_a_tool_result(run, tmp_path):
     base_out, _ = run
     base = {t["id"]: t["required_outputs"] for t in read_jsonl(base_out / "tasks_heldout.jsonl")}
     assert {t["id"]: t["required_outputs"] for t in read_jsonl(out / "tasks_heldout.jsonl")} == base
+
+
+def test_narrow_finders_return_only_the_key_and_fetch_the_row_when_the_answer_needs_it(tmp_path):
+    """`tools.finder_result=key`: every demonstrated finder result holds just the key and the searched column, and
+    the tasks whose reply needs more of that row fetch it by id (find, then get) in the task files as well."""
+    out = tmp_path / "narrow"
+    run_synth({**SMALL, "out_dir": str(out), "tools": {**SMALL["tools"], "finder_result": "key"}}, echo=None)
+    finder_results = 0
+    for rec in read_jsonl(out / "trajectories.jsonl"):
+        calls = {c["id"]: c["function"] for m in rec["messages"] for c in m.get("tool_calls") or []}
+        for m in rec["messages"]:
+            fn = calls.get(m.get("tool_call_id"), {})
+            result = json.loads(m["content"]) if m["role"] == "tool" else None
+            if fn.get("name", "").startswith("find_") and "error" not in result and not result.get("partial"):
+                assert set(result) == {"id", *json.loads(fn["arguments"])}, (rec["id"], result)
+                finder_results += 1
+    assert finder_results > 5
+    tasks = read_jsonl(out / "tasks_heldout.jsonl") + read_jsonl(out / "tasks_rl.jsonl")
+    plans = [[g["name"].split("_", 1) for g in t["gold"]] for t in tasks]
+    assert any(p[:2] == [["find", noun], ["get", noun]] for p in plans for noun in [p[0][-1]])
