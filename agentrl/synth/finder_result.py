@@ -11,6 +11,10 @@ reply or later call needs another column of the found row as it was (`{x.city}`,
 `{x_after.city}`) then fetches that row by id with the table's getter right after the find: one call more, and its
 level (the number of calls) grows by one. A template that needs such a column from a table without a getter is
 dropped (None), since its answer could not be grounded in any tool result.
+
+Measured (BENCHMARKS.md, "Fourteenth session"): without the old value in context the user's value is still not
+copied reliably (teacher-forced 0.91 -> 0.52 at seed 0, 0.75 -> 0.86 at seed 1), and the demo's RL gain is not
+better overall, so `row` stays the default.
 """
 
 from __future__ import annotations
