@@ -19,80 +19,70 @@ better overall, so `row` stays the default.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from environments.tool_world.spec import DomainSpec, Step, TemplateSpec, ToolSpec
+from agentrl.synth.task_writer import table_roles
+from environments.tool_world.spec import DomainSpec, Step, TemplateSpec
+from environments.tool_world.taskgen import placeholders
 
-_FIELD = re.compile(r"\{([a-z_][a-z0-9_]*)\.([a-z_][a-z0-9_]*)\}")
 
-
-def _searched_column(tool: ToolSpec, domain: DomainSpec) -> str | None:
-    """The column a finder searches on, or None when `tool` is no finder."""
-    op = tool.op
-    table = domain.tables.get(op.table)
-    if op.kind != "get" or table is None or len(op.where) != 1:
-        return None
-    column = next(iter(op.where))
-    return column if column != table.key else None
+def _finders(domain: DomainSpec) -> dict[str, str]:
+    """Finder tool name -> the column it searches (task_writer's roles; a lookup on the key is a getter)."""
+    return {
+        tool.name: column
+        for table, spec in domain.tables.items()
+        for column, tool in table_roles(domain, table)["finders"].items()
+        if column != spec.key
+    }
 
 
 def narrow_finders(domain: DomainSpec) -> DomainSpec:
     """`domain` with every finder that shows the whole row narrowed to its table's key and the searched column."""
+    finders = _finders(domain)
     tools = []
     for tool in domain.tools:
-        column = _searched_column(tool, domain)
-        if column is not None and not tool.op.show:
-            show = [domain.tables[tool.op.table].key, column]
+        if tool.name in finders and not tool.op.show:
+            show = [domain.tables[tool.op.table].key, finders[tool.name]]
             tool = tool.model_copy(update={"op": tool.op.model_copy(update={"show": show})})
         tools.append(tool)
     return domain.model_copy(update={"tools": tools})
 
 
-def _getter(domain: DomainSpec, table: str) -> ToolSpec | None:
-    key = domain.tables[table].key
-    for tool in domain.tools:
-        op = tool.op
-        if op.kind == "get" and op.table == table and list(op.where) == [key] and not op.show:
-            ref = op.where[key]
-            if isinstance(ref, str) and ref.startswith("$"):
-                return tool
-    return None
-
-
-def _fields(texts: list[Any]) -> set[tuple[str, str]]:
-    """(variable, column) pairs named as `{x.col}` in these strings (nested dict and list values included)."""
-    out: set[tuple[str, str]] = set()
-    for text in texts:
-        if isinstance(text, dict):
-            out |= _fields(list(text.values()))
-        elif isinstance(text, list):
-            out |= _fields(text)
-        elif isinstance(text, str):
-            out |= set(_FIELD.findall(text))
+def _fields(values: list[Any]) -> set[tuple[str, str | None]]:
+    """(variable, column) of every placeholder in these strings (nested dict and list values included)."""
+    out: set[tuple[str, str | None]] = set()
+    for value in values:
+        if isinstance(value, dict):
+            out |= _fields(list(value.values()))
+        elif isinstance(value, list):
+            out |= _fields(value)
+        elif isinstance(value, str):
+            out |= set(placeholders(value))
     return out
 
 
 def fetch_after_find(domain: DomainSpec, template: TemplateSpec) -> TemplateSpec | None:
     """`template` for a domain after `narrow_finders`: a getter call follows each find whose row is needed beyond
     what the narrowed finder shows. Unchanged when nothing is; None when no getter can fetch the row."""
-    tools = {t.name: t for t in domain.tools}
+    tools, finders = {t.name: t for t in domain.tools}, _finders(domain)
     plan: list[Step] = []
     for i, step in enumerate(template.plan):
         plan.append(step)
-        tool = tools.get(step.tool)
-        if tool is None or _searched_column(tool, domain) is None:
+        if step.tool not in finders:
             continue
+        op = tools[step.tool].op
         later = [template.answer, *template.must_say, *(s.args for s in template.plan[i + 1 :])]
-        found = {var for var, _ in _fields([step.args]) if template.bind.get(var) == tool.op.table}
-        needed = {(var, col) for var, col in _fields(later) if var in found and col not in tool.op.show}
+        found = {var for var, _ in _fields([step.args]) if template.bind.get(var) == op.table}
+        needed = {
+            var for var, col in _fields(later) if var in found and col is not None and col not in op.show
+        }
         if not needed:
             continue
-        getter = _getter(domain, tool.op.table)
-        if getter is None:
+        getter = table_roles(domain, op.table)["getter"]
+        if getter is None or getter.op.show:  # no tool returns the whole row by id
             return None
-        key = domain.tables[tool.op.table].key
-        for var in sorted({var for var, _ in needed}):
+        key = domain.tables[op.table].key
+        for var in sorted(needed):
             plan.append(Step(tool=getter.name, args={getter.op.where[key][1:]: f"{{{var}.{key}}}"}))
     if len(plan) == len(template.plan):
         return template

@@ -18,7 +18,9 @@ def _param(v: Any) -> str | None:
     return v[1:] if isinstance(v, str) and v.startswith("$") else None
 
 
-def _roles(domain: DomainSpec, table: str) -> dict[str, Any]:
+def table_roles(domain: DomainSpec, table: str) -> dict[str, Any]:
+    """What each tool on `table` does: `getter` (get by key), `finders` (column -> get on that one column),
+    `setters` (column -> update from an argument), `actions` (name -> (tool, column, literal)), `remover`."""
     key = domain.tables[table].key
     r: dict[str, Any] = {"getter": None, "finders": {}, "setters": {}, "actions": {}, "remover": None}
     for t in domain.tools:
@@ -53,7 +55,7 @@ def _tpl(**kw: Any) -> TemplateSpec:
 def templates_for_table(domain: DomainSpec, table: str) -> list[TemplateSpec]:
     spec = domain.tables[table]
     n, k = spec.noun or table.rstrip("s"), spec.key
-    r = _roles(domain, table)
+    r = table_roles(domain, table)
     out: list[TemplateSpec] = []
     g = r["getter"]
     finder_col, finder = next(iter(r["finders"].items()), (None, None))

@@ -29,6 +29,11 @@ from environments.tool_world.values import draw
 _PLACEHOLDER = re.compile(r"\{(\w+)(?:\.(\w+))?\}")
 
 
+def placeholders(text: str) -> list[tuple[str, str | None]]:
+    """(variable, column or None) of each `{var}` / `{var.col}` in a template string, in order."""
+    return [(m.group(1), m.group(2)) for m in _PLACEHOLDER.finditer(text)]
+
+
 class TemplateError(ValueError):
     """A template that cannot be instantiated (unknown variable, plan that never runs)."""
 
