@@ -102,6 +102,9 @@ class DemoConfig(BaseModel):
     """Everything the demo writes goes here: config, data, checkpoints, metrics, report."""
     seed: int = 0
     preset: str = "k2-tiny"
+    model_overrides: dict[str, int | float] = {}
+    """Fields of the preset replaced for this run (`model_overrides.hidden_size=192`); only keys the preset
+    itself sets are accepted (model/presets.py), so a typo is an error, not a silently ignored config field."""
     tie_embeddings: bool = True
     """lm_head shares the input embedding (k2-tiny only; K2 unties them). With tied embeddings the copy circuit
     that puts a value from the context into an argument is close to an identity map, and it forms ~10x sooner in

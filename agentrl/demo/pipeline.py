@@ -71,7 +71,11 @@ def stage_init(ctx: DemoContext) -> None:
         keys=sorted(keys),
     )
     model = build_model(
-        ctx.cfg.preset, tokenizer, seed=ctx.cfg.seed, tie_word_embeddings=ctx.cfg.tie_embeddings
+        ctx.cfg.preset,
+        tokenizer,
+        seed=ctx.cfg.seed,
+        tie_word_embeddings=ctx.cfg.tie_embeddings,
+        **ctx.cfg.model_overrides,
     )
     kinds = {}
     if ctx.cfg.entity_kind_init > 0 and pools:

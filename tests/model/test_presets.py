@@ -51,6 +51,14 @@ def test_unknown_preset_is_a_clear_error():
         build_config("k3")
 
 
+def test_overrides_replace_preset_fields_and_reject_unknown_ones():
+    cfg = build_config("k2-tiny", hidden_size=192, q_lora_rank=144)
+    assert (cfg.hidden_size, cfg.q_lora_rank, cfg.num_hidden_layers) == (192, 144, 4)
+    # DeepseekV3Config itself would keep a misspelt field as an inert attribute.
+    with pytest.raises(AgentRLError, match="unknown field.*hiden_size.*'k2-tiny'"):
+        build_config("k2-tiny", hiden_size=192)
+
+
 def test_cli_model_info_json_and_bad_preset():
     out = subprocess.run(
         [sys.executable, "-m", "agentrl.cli.main", "model", "info", "--preset", "k2", "--json"],
