@@ -109,6 +109,16 @@ class AgentConfig(_Cfg):
         "never shortcut. The outcome of a shortcut is right, so a judge that checks outcomes keeps it "
         "(`judge.require_tool_pattern=false`); a policy that imitates it has to guess.",
     )
+    guess_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Of the episodes drawn for `shortcut_rate` whose plan has a write, the share in which the "
+        "demonstrator guesses instead: it issues the first write with a made-up value for every argument the "
+        "request does not state (the row id a lookup would return), gets tool_world's not-found error, then "
+        "makes the lookup it skipped and finishes the plan (mistakes `guessed`, `recovered`). What a policy "
+        "that guesses ids should do next; without it the demonstrations never show a not-found error.",
+    )
     shortcut_personas: list[Literal["plain", "terse", "polite"]] = Field(  # user_sim.PERSONAS
         default_factory=list,
         description="Shortcut only episodes whose user has one of these personas (`plain`, `terse`, `polite`; "

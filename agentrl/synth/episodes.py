@@ -7,7 +7,9 @@ inference). `ProceduralAgent` is the offline demonstrator: it follows the task's
 error model (typos in copied values, giving up after a transient failure, a final reply that omits the value,
 stopping early) so the judge has something to reject and some kept demonstrations contain a recovered mistake.
 With `shortcut_rate` it also skips lookups now and then, acting on world state it was never shown (a privileged
-shortcut an outcome judge cannot tell from a lucky guess; the policy trained on it has to guess). Tasks whose reply
+shortcut an outcome judge cannot tell from a lucky guess; the policy trained on it has to guess). With `guess_rate`
+some of those skips are guesses instead: the first write goes out with a made-up id, tool_world answers not-found,
+and the demonstrator then makes the lookup it skipped (a recovery the policy can imitate). Tasks whose reply
 must state grounded values (`TaskSpec.grounded_outputs`) are never shortcut: tool_world scores such a reply 0
 unless a tool result or the user said the value (the synth judge can play tasks ungrounded, see JudgeConfig).
 """
@@ -23,6 +25,7 @@ from agentrl.synth.config import AgentConfig
 from environments.tool_world.session import WorldSession, dumps
 from environments.tool_world.spec import GoldCall, TaskSpec
 from environments.tool_world.user_sim import UserSimulator
+from environments.tool_world.values import closed_pool
 
 
 @dataclass
@@ -44,6 +47,15 @@ def _typo(value: str, rng: random.Random) -> str:
     i = rng.randrange(len(value))
     alt = rng.choice([c for c in "ABCDEFGHJKMNPQRSTUVWXYZ23456789aeiou" if c != value[i]])
     return value[:i] + alt + value[i + 1 :]
+
+
+def _wrong_id(value: str, rng: random.Random) -> str:
+    """Another id of the same shape: a code from the same closed pool when `value` is one (one token for the
+    demo's tokenizer, like the ids a policy guesses), else `value` with one character changed."""
+    pool = closed_pool("code", value[:1]) if value else ()
+    if value in pool:
+        return rng.choice([v for v in pool if v != value])
+    return _typo(value, rng)
 
 
 def is_transient_glitch(result: Any) -> bool:
@@ -76,11 +88,17 @@ class ProceduralAgent:
             if not personas or task.persona in personas
             else self.cfg.shortcut_rate_others
         )
+        self.guess: GoldCall | None = None  # a write to issue on a guessed id before its lookup
+        self.guessing = False  # is the pending call that guess?
         if rate > 0 and not answers_from_lookup:
             lookups = lookup_tools(task)
             if any(g.name in lookups for g in task.gold) and rng.random() < rate:
-                self.plan = [g for g in task.gold if g.name not in lookups]
-                self.mistakes.append("shortcut")
+                writes = [g for g in task.gold if g.name not in lookups]
+                if writes and self.cfg.guess_rate > 0 and rng.random() < self.cfg.guess_rate:
+                    self.guess = writes[0]
+                else:
+                    self.plan = writes
+                    self.mistakes.append("shortcut")
 
     def _call(self, call: GoldCall) -> AgentAction:
         args = dict(call.arguments)
@@ -93,11 +111,29 @@ class ProceduralAgent:
             self.mistakes.append("typo")
         return AgentAction(calls=[(call.name, dumps(args))])
 
+    def _guessed(self, call: GoldCall, request: str) -> AgentAction | None:
+        """`call` with every string argument the request does not state (what the skipped lookup would have
+        found: the row id) replaced by a wrong one of the same shape; None if the request states them all."""
+        args = dict(call.arguments)
+        unseen = [k for k, v in args.items() if isinstance(v, str) and v not in request]
+        if not unseen:
+            return None
+        for k in unseen:
+            args[k] = _wrong_id(args[k], self.rng)
+        self.pending, self.pending_ok, self.guessing = call, False, True
+        self.mistakes.append("guessed")
+        return AgentAction(calls=[(call.name, dumps(args))])
+
     def act(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> AgentAction | None:
         last = messages[-1]
         if not self.asked:
             self.asked = True
             return AgentAction(text="Sure. What is the id?")
+        if self.guess is not None and self.pending is None and last["role"] == "user":
+            call, self.guess = self.guess, None
+            guessed = self._guessed(call, str(last.get("content") or ""))
+            if guessed is not None:
+                return guessed
         if last["role"] == "tool" and self.pending is not None:
             result = json.loads(last["content"])
             if is_transient_glitch(result):
@@ -105,6 +141,15 @@ class ProceduralAgent:
                     self.mistakes.append("gave_up")
                     return AgentAction(text="Sorry, the system is busy. Please try again later.")
                 return AgentAction(calls=[last_call(messages)])  # retry the very same call
+            if self.guessing:
+                # The guessed id does not exist (or, rarely, hit another row: the judge sees the wrong write).
+                # Either way the demonstrator now does what it skipped: the full plan from its lookup.
+                self.pending, self.guessing = None, False
+                if isinstance(result, dict) and "error" in result:
+                    self.mistakes.append("recovered")
+                else:
+                    self.mistakes.append("silent_error")
+                return self._call(self.plan[0])
             if isinstance(result, dict) and "error" in result:
                 if not self.pending_ok and self.rng.random() < self.cfg.recover_rate:
                     return self._fixed()

@@ -256,6 +256,7 @@ def run_synth(
         "accepted_by_level": {str(k): levels[k] for k in sorted(levels)},
         "accepted_with_recovered_mistake": sum("recovered" in r["provenance"]["mistakes"] for r in kept),
         "accepted_with_shortcut": sum("shortcut" in r["provenance"]["mistakes"] for r in kept),
+        "accepted_with_guess": sum("guessed" in r["provenance"]["mistakes"] for r in kept),
         "critic_pairs": len(pairs),
         "critic_pairs_by_kind": dict(Counter(p["corruption"] for p in pairs).most_common()),
         "turns_mean": round(sum(r["num_turns"] for r in kept) / max(1, len(kept)), 3),

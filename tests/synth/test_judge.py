@@ -19,10 +19,10 @@ from environments.tool_world.taskgen import instantiate
 DOMAINS = {d.name: d for d in builtin_domains()}
 
 
-def _task(domain: str, template: str, seed: int = 0, **kw) -> TaskSpec:
+def _task(domain: str, template: str, seed: int = 0, split: str = "train", **kw) -> TaskSpec:
     d = DOMAINS[domain]
     tpl = next(t for t in d.templates if t.id == template)
-    return instantiate(d, tpl, random.Random(seed), split="train", task_id=f"{domain}.{template}", **kw)
+    return instantiate(d, tpl, random.Random(seed), split=split, task_id=f"{domain}.{template}", **kw)
 
 
 class Scripted:
@@ -210,3 +210,28 @@ def test_shortcut_rate_others_sets_the_other_personas_chance():
     strict = AgentConfig(error_rate=0.0, shortcut_rate=1.0, shortcut_personas=["polite"])
     ep = run_episode(task.model_copy(update={"persona": "plain"}), ProceduralAgent(strict), seed=0)
     assert "shortcut" not in ep.mistakes
+
+
+@pytest.mark.parametrize("split", ["train", "closed"])
+def test_guess_rate_writes_on_a_wrong_id_then_makes_the_skipped_lookup(split):
+    """`agent.guess_rate`: instead of the privileged shortcut, the demonstrator guesses the row id, reads
+    tool_world's not-found error, then looks up and finishes the plan; an outcome judge keeps the recovery."""
+    task = _task("shop", "cancel_by_user", split=split)  # find_order(user) -> cancel_order(id)
+    cfg = AgentConfig(error_rate=0.0, shortcut_rate=1.0, guess_rate=1.0)
+    ep = run_episode(task, ProceduralAgent(cfg), seed=0)
+    gold = [(g.name, g.arguments) for g in task.gold]
+    calls = [(c["name"], json.loads(c["arguments"])) for c in ep.session.calls]
+    (first, guess), rest = calls[0], calls[1:]
+    assert first == gold[-1][0] and guess["id"] != gold[-1][1]["id"] and rest == gold
+    first_result = json.loads(next(m for m in ep.messages if m["role"] == "tool")["content"])
+    assert first_result == {"error": f"no order with id={guess['id']}"}
+    assert ep.mistakes == ["guessed", "recovered"] and ep.reward == 1.0
+    assert judge_episode(ep, require_tool_pattern=False).passed
+    if split == "closed":  # a guess is another id of the closed pool (one token), not a garbled one
+        from environments.tool_world.values import closed_pool
+
+        assert guess["id"] in closed_pool("code", gold[-1][1]["id"][0])
+    # questions have no write to guess with: they stay plain shortcuts (or none, when grounded)
+    no_write = _task("shop", next(t.id for t in DOMAINS["shop"].templates if t.level == 1 and t.must_say))
+    ep = run_episode(no_write, ProceduralAgent(cfg), seed=0)
+    assert "guessed" not in ep.mistakes and ep.reward == 1.0
