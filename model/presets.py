@@ -118,13 +118,6 @@ PRESETS: dict[str, dict[str, Any]] = {"k2": _K2, "k2-small": _K2_SMALL, "k2-tiny
 _ROUTER_FIELDS = {"topk_method": "noaux_tc", "scoring_func": "sigmoid"}
 
 
-# Config fields a caller may set that the presets leave at DeepseekV3Config's defaults.
-_OVERRIDABLE = {
-    "bos_token_id", "eos_token_id", "pad_token_id", "initializer_range", "attention_dropout",
-    "hidden_act", "rope_scaling", "attention_bias", "torch_dtype", "dtype",
-}  # fmt: skip
-
-
 def preset_names() -> list[str]:
     return sorted(PRESETS)
 
@@ -135,11 +128,11 @@ def build_config(preset: str, **overrides: Any):  # -> DeepseekV3Config
 
     if preset not in PRESETS:
         raise AgentRLError(f"unknown model preset {preset!r}; choose one of: {', '.join(preset_names())}")
-    unknown = sorted(set(overrides) - set(PRESETS[preset]) - _OVERRIDABLE)
-    if unknown:
+    unknown = sorted(set(overrides) - set(PRESETS[preset]))
+    if unknown:  # DeepseekV3Config would keep a misspelt field as an inert attribute
         raise AgentRLError(
             f"unknown field(s) {', '.join(unknown)} for model preset {preset!r}; "
-            f"known: {', '.join(sorted(set(PRESETS[preset]) | _OVERRIDABLE))}"
+            f"known: {', '.join(sorted(PRESETS[preset]))}"
         )
     fields = {**PRESETS[preset], **overrides}
     config = DeepseekV3Config(num_mtp_layers=0, **fields)

@@ -129,7 +129,7 @@ class ProceduralAgent:
         if not self.asked:
             self.asked = True
             return AgentAction(text="Sure. What is the id?")
-        if self.guess is not None and self.pending is None and last["role"] == "user":
+        if self.guess is not None:  # the first action after the request (asked for, if it was vague)
             call, self.guess = self.guess, None
             guessed = self._guessed(call, str(last.get("content") or ""))
             if guessed is not None:
