@@ -14,12 +14,14 @@ SFT-style loss on the verdict tokens, `beta` × mean NLL, over a replay buffer o
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Protocol
 
+import torch
 from torch import Tensor
 
-from agentrl.train.ptx import SFTExample, pad_examples, tokenize_chat
+from agentrl.rewards.engine_critic import verdict_choice_tokens
+from agentrl.train.ptx import SFTExample, pad_examples, ptx_loss, tokenize_chat
 
 
 class AuxLoss(Protocol):
@@ -29,6 +31,12 @@ class AuxLoss(Protocol):
     def refresh(self) -> None: ...
 
     def next_batch(self) -> tuple[Tensor, Tensor, Tensor] | None: ...
+
+    def loss(
+        self, model: Any, input_ids_BT: Tensor, attention_mask_BT: Tensor, loss_mask_BT: Tensor
+    ) -> Tensor:
+        """The (unweighted) loss of one `next_batch()`."""
+        ...
 
     def metrics(self) -> dict[str, float]: ...
 
@@ -52,8 +60,11 @@ class CriticRefinementLoss:
         max_tokens: int,
         buffer_size: int = 512,
         seed: int = 0,
+        verdict_loss: Literal["nll", "letter_margin"] = "nll",
     ) -> None:
-        self.drain, self.tokenizer = drain, tokenizer
+        self.drain, self.tokenizer, self.verdict_loss = drain, tokenizer, verdict_loss
+        letters = {letter: tid for tid, letter in verdict_choice_tokens(tokenizer)[1].items()}
+        self.letter_ids = (letters["A"], letters["B"])
         self.beta, self.batch_size, self.max_tokens, self.buffer_size = (
             beta,
             batch_size,
@@ -66,7 +77,11 @@ class CriticRefinementLoss:
         self.seen = 0
 
     def refresh(self) -> None:
-        for ex in self.drain():  # CriticExample records from the reward function
+        self.add(self.drain())  # CriticExample records from the reward function
+
+    def add(self, examples: Sequence[Any]) -> None:
+        """Tokenize `examples` (`CriticExample`s) into the buffer; the newest `buffer_size` are kept."""
+        for ex in examples:
             record = ex.sft_record()
             tokenized = tokenize_chat(record["messages"], self.tokenizer)
             self.seen += 1
@@ -81,6 +96,22 @@ class CriticRefinementLoss:
             return None
         picked = [self.buffer[self.rng.randrange(len(self.buffer))] for _ in range(self.batch_size)]
         return pad_examples(picked, self.tokenizer.pad_token_id)
+
+    def loss(
+        self, model: Any, input_ids_BT: Tensor, attention_mask_BT: Tensor, loss_mask_BT: Tensor
+    ) -> Tensor:
+        """`nll`: next-token NLL of the whole verdict turn (`[[A]]<|im_end|>`). `letter_margin`: cross-entropy over
+        the two letters only, at the letter's position, i.e. -log sigmoid of the A-vs-B margin the swap-debiased
+        critic decides by; it starts at log 2 instead of the ~14 nats an unseen verdict format costs, so the whole
+        gradient goes to which response is better rather than to the format, and it moves no other token."""
+        if self.verdict_loss == "nll":
+            return ptx_loss(model, input_ids_BT, attention_mask_BT, loss_mask_BT)
+        logits_BTV = model(input_ids=input_ids_BT, attention_mask=attention_mask_BT).logits[:, :-1].float()
+        targets_BT = input_ids_BT[:, 1:]
+        a_id, b_id = self.letter_ids
+        at_letter_BT = loss_mask_BT[:, 1:].bool() & ((targets_BT == a_id) | (targets_BT == b_id))
+        letters_N2 = logits_BTV[at_letter_BT][:, [a_id, b_id]]
+        return torch.nn.functional.cross_entropy(letters_N2, (targets_BT[at_letter_BT] == b_id).long())
 
     def metrics(self) -> dict[str, float]:
         return {

@@ -210,7 +210,7 @@ class PolicyLearner:
                         continue
                     ids, attn, mask = (x.to(device) for x in aux_batch)
                     with self._autocast():
-                        loss_aux = ptx_loss(self.model, ids, attn, mask)
+                        loss_aux = aux.loss(self.model, ids, attn, mask)
                     (aux.beta * loss_aux).backward()
                     key = f"loss/{aux.name}"
                     sums[key] = sums.get(key, 0.0) + float(loss_aux.detach())
