@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentrl.rewards.critic_prompt import CriticPromptConfig
 from agentrl.rewards.engine_critic import VerdictRule
 from agentrl.synth.config import SynthConfig
+from agentrl.train.critic_warmup import CriticWarmupConfig
 from agentrl.train.rl_config import RLConfig
 from agentrl.train.sft import SFTStageConfig
 
@@ -86,6 +89,12 @@ class DemoCriticConfig(BaseModel):
     into the `sft` phase, K2's critic initialised in SFT; use it with `sft.loss_agg: record_mean`, under which a
     verdict weighs as much as a transcript. Off: on `demo13`'s data, 2,000 records in 200 steps lifted the SFT critic
     on on-policy pairs 0.41 -> 0.59 but cut held-out success 0.31 -> 0.21 (BENCHMARKS.md, "Eleventh session")."""
+    refine_loss: Literal["nll", "letter_margin"] = "nll"
+    """Critic-refinement loss (agentrl/train/aux_loss.py): `nll` on the whole verdict turn, or `letter_margin`,
+    cross-entropy over the two letters at the letter's position (the A-vs-B margin the critic decides by)."""
+    refine_synth_pairs: int = Field(0, ge=0)
+    """Critic examples from the synth critic pairs (`synth.critic_pairs`, both orders) that the refinement buffer
+    starts with, so closed-loop refinement has verdicts to learn from at step 1 and never displaces SFT data."""
     holdout_fraction: float = Field(0.25, ge=0, le=1)
     max_heldout: int = Field(64, ge=1)
     eval_every: int = Field(5, ge=1)
@@ -163,6 +172,9 @@ class DemoConfig(BaseModel):
     transcripts so the policy does not drift. K2 initialises the critic ability in SFT. Off because, measured in
     BENCHMARKS.md ("Fifth session"), 50 mixed steps left the critic at 0.59 on on-policy pairs (0.50 before) and
     cut held-out success 0.31 -> 0.14."""
+    critic_warmup: CriticWarmupConfig = CriticWarmupConfig()
+    """The policy-as-critic trained on synth critic pairs after SFT, before RL (agentrl/train/critic_warmup.py;
+    needs `synth.critic_pairs`; steps=0 skips it), with the letter-margin loss and PTX on the SFT transcripts."""
     eval_tasks: int = Field(100, ge=1)
     """Held-out tasks per evaluation (base, after SFT, after RL)."""
     eval_max_tokens: int = Field(384, ge=16)

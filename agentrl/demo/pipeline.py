@@ -181,28 +181,57 @@ def stage_sft_critic(ctx: DemoContext) -> None:
     ctx.results["sft_critic"] = _run_sft(ctx, phase, ctx.results["sft"]["checkpoint"], "sft_critic")
 
 
-def _critic_sft_records(ctx: DemoContext) -> Path:
-    """synth/critic_pairs.jsonl -> critic SFT records (both orders of every pair), the RL critic's prompt."""
+def stage_critic_warmup(ctx: DemoContext) -> None:
+    """The policy learns to judge synth critic pairs before RL (agentrl/train/critic_warmup.py: the letter-margin
+    loss, PTX on the SFT transcripts alongside); eval after SFT and RL then start from this checkpoint."""
+    cfg = ctx.cfg.critic_warmup
+    if cfg.steps == 0 or not ctx.cfg.critic.enabled:
+        return
+    from agentrl.demo.stages import ptx_records
+    from agentrl.train.critic_warmup import run_critic_warmup
+
+    examples = _synth_critic_examples(ctx, "critic_warmup")
+    transcripts = ptx_records(ctx.run_dir / "synth" / "trajectories.jsonl", ctx.cfg.ptx_records)
+    start = sft_checkpoint(ctx.results)
+    out = ctx.run_dir / "critic_warmup"
+    ctx.results["critic_warmup"] = run_critic_warmup(
+        start, examples, transcripts, cfg, out, seed=ctx.cfg.seed
+    )
+
+
+def _synth_critic_examples(ctx: DemoContext, user: str) -> list[Any]:
+    """synth/critic_pairs.jsonl -> critic examples (both orders of every pair) in the RL critic's prompt."""
     from agentrl.rewards.critic_data import examples_from_pairs
     from agentrl.rewards.rubrics import load_rubrics
     from agentrl.rewards.stack import RewardsConfig
 
     source = ctx.run_dir / "synth" / "critic_pairs.jsonl"
     if not source.is_file():
-        raise AgentRLError(
-            f"sft_critic needs synth critic pairs ({source} is missing): set synth.critic_pairs"
-        )
+        raise AgentRLError(f"{user} needs synth critic pairs ({source} is missing): set synth.critic_pairs")
     pairs = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
     rubrics = load_rubrics(RewardsConfig().rubric_paths)  # the rubric set the RL reward stack loads
-    examples = examples_from_pairs(pairs, rubrics, ctx.cfg.critic.prompt)
+    return examples_from_pairs(pairs, rubrics, ctx.cfg.critic.prompt)
+
+
+def _critic_warm(ctx: DemoContext) -> list[Any]:
+    """The synth critic examples that start RL's refinement buffer (`critic.refine_synth_pairs`)."""
+    wanted = ctx.cfg.critic.refine_synth_pairs
+    if wanted == 0 or not ctx.cfg.critic.enabled:
+        return []
+    return _synth_critic_examples(ctx, "critic.refine_synth_pairs")[:wanted]
+
+
+def _critic_sft_records(ctx: DemoContext) -> Path:
+    """synth/critic_pairs.jsonl -> critic SFT records (both orders of every pair), the RL critic's prompt."""
+    examples = _synth_critic_examples(ctx, "sft_critic")
     out = ctx.run_dir / "sft_critic_data.jsonl"
     out.write_text("".join(json.dumps(ex.sft_record()) + "\n" for ex in examples))
     return out
 
 
 def sft_checkpoint(results: dict[str, Any]) -> str:
-    """The policy SFT hands to eval and RL: after the critic warm-start when it ran."""
-    return str(results.get("sft_critic", results["sft"])["checkpoint"])
+    """The policy SFT hands to eval and RL: after the critic warm-up or warm-start when one ran."""
+    return str(results.get("critic_warmup", results.get("sft_critic", results["sft"]))["checkpoint"])
 
 
 def _run_sft(ctx: DemoContext, cfg: Any, init: str | Path, name: str) -> dict[str, Any]:
@@ -278,6 +307,7 @@ def stage_rl(ctx: DemoContext) -> None:
         critic_cfg=ctx.cfg.critic,
         max_model_len=ctx.cfg.max_model_len,
         ptx=ptx,
+        critic_warm=_critic_warm(ctx),
     )
     final = save_checkpoint(out["model"], out["tokenizer"], ctx.run_dir / "rl" / "final")
     ctx.results["rl"] = {"steps": out["steps"], "stop_reason": out["stop_reason"], "checkpoint": str(final)}
@@ -336,6 +366,7 @@ STAGES: list[Stage] = [
     Stage("sft short", stage_sft_short, 300),
     Stage("sft", stage_sft, 300),
     Stage("sft critic", stage_sft_critic, 60),
+    Stage("critic warmup", stage_critic_warmup, 120),
     Stage("engine", stage_engine, 30),
     Stage("eval base", stage_eval_base, 40),
     Stage("eval sft", stage_eval_sft, 40),

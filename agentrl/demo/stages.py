@@ -42,9 +42,15 @@ class EnvReward:
 
 
 def build_rewards(
-    engine: Any, tokenizer: Any, critic_cfg: Any, max_model_len: int, seed: int
+    engine: Any,
+    tokenizer: Any,
+    critic_cfg: Any,
+    max_model_len: int,
+    seed: int,
+    critic_warm: Sequence[Any] = (),
 ) -> dict[str, Any]:
-    """{"reward_fn", "aux_losses", "critic"}: env reward alone, or env + self-critique with critic refinement."""
+    """{"reward_fn", "aux_losses", "critic"}: env reward alone, or env + self-critique with critic refinement;
+    `critic_warm`: critic examples the refinement buffer starts with (synth pairs), before any on-policy pair."""
     if not critic_cfg.enabled:
         return {"reward_fn": EnvReward(), "aux_losses": [], "critic": None}
     from agentrl.rewards.compose import ComposeConfig, TaskRewardSpec
@@ -81,7 +87,9 @@ def build_rewards(
         max_tokens=max_model_len,
         buffer_size=critic_cfg.buffer_size,
         seed=seed,
+        verdict_loss=critic_cfg.refine_loss,
     )
+    refine.add(critic_warm)
     return {"reward_fn": reward_fn, "aux_losses": [refine], "critic": critic}
 
 
@@ -138,9 +146,11 @@ def run_rl(
     critic_cfg: Any = None,
     max_model_len: int = 1024,
     ptx: list[dict[str, Any]] | None = None,
+    critic_warm: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """RL from `checkpoint`, rolling out with `engine` (weights synced after every update); `ptx`: SFT-format
-    records for the PTX loss (used when `rl_config.ptx.beta > 0`)."""
+    records for the PTX loss (used when `rl_config.ptx.beta > 0`); `critic_warm`: critic examples that start the
+    refinement buffer."""
     from agentrl.rollout.agent_loop import AgentLoop, LoopConfig
     from agentrl.rollout.envs import LocalEnv
     from agentrl.train.agent_rollout import AgentLoopRollout, RLTask
@@ -158,7 +168,7 @@ def run_rl(
         from agentrl.demo.config import DemoCriticConfig
 
         critic_cfg = DemoCriticConfig(enabled=False)
-    rewards = build_rewards(engine, tokenizer, critic_cfg, max_model_len, rl_config.seed)
+    rewards = build_rewards(engine, tokenizer, critic_cfg, max_model_len, rl_config.seed, critic_warm)
     ptx_examples = []
     if ptx and rl_config.ptx.beta > 0:
         from agentrl.train.ptx import ptx_examples_from_records
