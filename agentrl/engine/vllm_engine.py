@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from agentrl.engine.base import Generation, SamplingSpec, per_prompt_specs
-from agentrl.engine.cpu_fixes import cpu_compilation_config, torch_has_cuda
+from agentrl.engine.cpu_fixes import cpu_attention_config, cpu_compilation_config, torch_has_cuda
 
 DEFAULT_CPU_KV_CACHE_BYTES = 512 * 1024**2
 
@@ -47,6 +47,7 @@ class VLLMEngine:
             kv_cache_memory_bytes = DEFAULT_CPU_KV_CACHE_BYTES
         if not torch_has_cuda():
             llm_kwargs["compilation_config"] = cpu_compilation_config(llm_kwargs.get("compilation_config"))
+            llm_kwargs["attention_config"] = cpu_attention_config(llm_kwargs.get("attention_config"))
         self.llm = LLM(
             model=model_path,
             seed=seed,

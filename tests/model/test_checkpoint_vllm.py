@@ -96,6 +96,9 @@ def test_vllm_serves_checkpoint_and_logprob_gap_is_bounded(which, tiny_checkpoin
     ]
     prompts = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
     engine = VLLMEngine(tiny_checkpoint, max_model_len=512)
+    # On an AMX CPU vLLM would pick AMX_MLA, which cannot load fp32 weights (agentrl/engine/cpu_fixes.py).
+    if not torch.cuda.is_available():
+        assert engine.llm.llm_engine.vllm_config.attention_config.backend.name == "CPU_MLA"
     worst = 0.0
     for temperature in (1.0, 0.7):
         specs = [SamplingSpec(temperature=temperature, max_tokens=24, seed=i) for i in range(len(prompts))]
