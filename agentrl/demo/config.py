@@ -92,6 +92,9 @@ class DemoCriticConfig(BaseModel):
     refine_loss: Literal["nll", "letter_margin"] = "nll"
     """Critic-refinement loss (agentrl/train/aux_loss.py): `nll` on the whole verdict turn, or `letter_margin`,
     cross-entropy over the two letters at the letter's position (the A-vs-B margin the critic decides by)."""
+    refine_solo_steps: int = Field(0, ge=0)
+    """Optimizer steps on the refinement loss alone after each RL update (`CriticRefinementLoss.solo_steps`), on
+    top of its batch inside the RL step."""
     refine_synth_pairs: int = Field(0, ge=0)
     """Critic examples from the synth critic pairs (`synth.critic_pairs`, both orders) that the refinement buffer
     starts with, so closed-loop refinement has verdicts to learn from at step 1 and never displaces SFT data."""

@@ -88,6 +88,7 @@ def build_rewards(
         buffer_size=critic_cfg.buffer_size,
         seed=seed,
         verdict_loss=critic_cfg.refine_loss,
+        solo_steps=critic_cfg.refine_solo_steps,
     )
     refine.add(critic_warm)
     return {"reward_fn": reward_fn, "aux_losses": [refine], "critic": critic}

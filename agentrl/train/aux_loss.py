@@ -27,6 +27,8 @@ from agentrl.train.ptx import SFTExample, pad_examples, ptx_loss, tokenize_chat
 class AuxLoss(Protocol):
     name: str
     beta: float
+    solo_steps: int
+    """Optimizer steps on this loss alone after each RL update (0: only its batch inside the RL step)."""
 
     def refresh(self) -> None: ...
 
@@ -61,8 +63,10 @@ class CriticRefinementLoss:
         buffer_size: int = 512,
         seed: int = 0,
         verdict_loss: Literal["nll", "letter_margin"] = "nll",
+        solo_steps: int = 0,
     ) -> None:
         self.drain, self.tokenizer, self.verdict_loss = drain, tokenizer, verdict_loss
+        self.solo_steps = solo_steps
         letters = {letter: tid for tid, letter in verdict_choice_tokens(tokenizer)[1].items()}
         self.letter_ids = (letters["A"], letters["B"])
         self.beta, self.batch_size, self.max_tokens, self.buffer_size = (

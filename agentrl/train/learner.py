@@ -225,6 +225,7 @@ class PolicyLearner:
                 )
         for k, v in sums.items():
             metrics[k] = v / opt_steps
+        metrics.update(self._solo_aux_steps(device))
         metrics["loss/total"] = (
             metrics.get("loss/rl", 0.0)
             + cfg.ptx.beta * metrics.get("loss/ptx", 0.0)
@@ -239,6 +240,28 @@ class PolicyLearner:
             )
         metrics["tokens/trained"] = float(batch.attention_mask_BT.sum())
         metrics["tokens/generated"] = float(batch.loss_mask_BT.sum())
+        return metrics
+
+    def _solo_aux_steps(self, device: torch.device) -> dict[str, float]:
+        """`aux.solo_steps` optimizer steps on each auxiliary loss alone, after the RL update: the RL step gives an
+        auxiliary loss one batch per update, too few for a skill the RL loss does not train (the critic)."""
+        metrics: dict[str, float] = {}
+        for aux in self.aux_losses:
+            losses = []
+            for _ in range(aux.solo_steps if aux.beta > 0 else 0):
+                if (aux_batch := aux.next_batch()) is None:
+                    break
+                self.optimizer.zero_grad(set_to_none=True)
+                ids, attn, mask = (x.to(device) for x in aux_batch)
+                with self._autocast():
+                    loss_aux = aux.loss(self.model, ids, attn, mask)
+                loss_aux.backward()
+                self._clip()
+                self.optimizer.step()
+                losses.append(float(loss_aux.detach()))
+            self.optimizer.zero_grad(set_to_none=True)
+            if losses:
+                metrics[f"loss/{aux.name}_solo"] = sum(losses) / len(losses)
         return metrics
 
     def _micro(self, groups_R: list[int], mini: slice) -> list[slice]:
