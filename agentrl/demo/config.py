@@ -71,9 +71,11 @@ class DemoCriticConfig(BaseModel):
     enabled: bool = True
     reward_weight: float = Field(0.1, ge=0)
     """Self-critique share next to the environment's verifiable reward (weight 1) on tool-use tasks."""
-    refine_beta: float = Field(0.05, ge=0)
-    """Weight of the critic-refinement loss (verdicts known from verifiable rewards) in the RL update. At 0.5 its
-    gradient (verdict cross-entropy ~10 nats at first) was ~30x the policy gradient and swamped the RL update."""
+    refine_beta: float = Field(1.0, ge=0)
+    """Weight of the critic-refinement loss (verdicts known from verifiable rewards) in the RL update. With the
+    `nll` loss 0.5 swamped the RL update (~10 nats at first, ~30x the policy gradient) and the default was 0.05;
+    the letter-margin loss starts at log 2, and at 1.0 RL gained as much as without it (BENCHMARKS.md, "Sixteenth
+    session")."""
     refine_batch_size: int = Field(8, ge=1)
     buffer_size: int = Field(512, ge=1)
     max_pairs_per_group: int = Field(2, ge=1)
@@ -89,9 +91,10 @@ class DemoCriticConfig(BaseModel):
     into the `sft` phase, K2's critic initialised in SFT; use it with `sft.loss_agg: record_mean`, under which a
     verdict weighs as much as a transcript. Off: on `demo13`'s data, 2,000 records in 200 steps lifted the SFT critic
     on on-policy pairs 0.41 -> 0.59 but cut held-out success 0.31 -> 0.21 (BENCHMARKS.md, "Eleventh session")."""
-    refine_loss: Literal["nll", "letter_margin"] = "nll"
-    """Critic-refinement loss (agentrl/train/aux_loss.py): `nll` on the whole verdict turn, or `letter_margin`,
-    cross-entropy over the two letters at the letter's position (the A-vs-B margin the critic decides by)."""
+    refine_loss: Literal["nll", "letter_margin"] = "letter_margin"
+    """Critic-refinement loss (agentrl/train/aux_loss.py): `letter_margin`, cross-entropy over the two letters at
+    the letter's position (the A-vs-B margin the critic decides by), or `nll` on the whole verdict turn, which
+    first spends its gradient on the verdict format (the default until the sixteenth session)."""
     refine_solo_steps: int = Field(0, ge=0)
     """Optimizer steps on the refinement loss alone after each RL update (`CriticRefinementLoss.solo_steps`), on
     top of its batch inside the RL step."""
