@@ -135,6 +135,9 @@ def test_letter_margin_is_minus_log_sigmoid_of_the_critics_margin(tiny_checkpoin
             margin = logits_V[critic.letter_ids["A"]] - logits_V[critic.letter_ids["B"]]
             expected.append(float(torch.nn.functional.softplus(-margin if ex.target == "A" else margin)))
     assert got == pytest.approx(sum(expected) / len(expected), rel=1e-4)
+    ids, attn, mask = batch
+    with pytest.raises(ValueError, match="exactly one verdict letter"):
+        loss.loss(model, ids, attn, torch.zeros_like(mask))  # a row whose verdict is not under the mask
 
 
 def test_buffer_keeps_the_newest_and_state_round_trips(tiny_checkpoint, repo_rubrics):
