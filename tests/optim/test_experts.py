@@ -13,8 +13,10 @@ def _step_both(stack_shape, chunks, steps=3):
     stack = torch.nn.Parameter(torch.randn(stack_shape, generator=gen))
     # The same weights as separate 2-D matrices: [E * chunks] of [rows / chunks, cols].
     pieces = [torch.nn.Parameter(m.clone()) for m in stack.detach().reshape(E * chunks, -1, stack_shape[-1])]
-    batched = MuonClip([{"params": [stack], "kind": "muon", "chunks": chunks}], lr=0.02, ns_dtype="bfloat16")
-    looped = MuonClip([{"params": pieces, "kind": "muon"}], lr=0.02, ns_dtype="bfloat16")
+    # fp32 Newton-Schulz: this checks the chunking, not bf16 kernels. On CPUs with AMX, bf16 bmm and mm accumulate
+    # in different orders, and three steps of lr 0.02 grow that to ~3e-4 (a chunking bug gives > 1e-3).
+    batched = MuonClip([{"params": [stack], "kind": "muon", "chunks": chunks}], lr=0.02, ns_dtype="float32")
+    looped = MuonClip([{"params": pieces, "kind": "muon"}], lr=0.02, ns_dtype="float32")
     for step in range(steps):
         grad = torch.randn(stack_shape, generator=torch.Generator().manual_seed(100 + step))
         stack.grad = grad.clone()
