@@ -22,19 +22,30 @@ def _bars(path: Path, results: dict[str, Any]) -> None:
 
     stages = [("random init", "eval_base"), ("after SFT", "eval_sft"), ("after RL", "eval_rl")]
     present = [(label, results[key]) for label, key in stages if key in results]
+    # the policy-as-critic on the same held-out verifiable pairs with the SFT and the RL weights
+    critic = results.get("critic") or {}
+    critic_at = {"after SFT": critic.get("accuracy_start"), "after RL": critic.get("accuracy_end")}
+    bars = [
+        ("success rate", [r["success"] for _, r in present]),
+        ("tool-call validity", [r["tool_call_validity"] for _, r in present]),
+    ]
+    if any(v is not None for v in critic_at.values()):
+        bars.append(("critic accuracy", [critic_at.get(label) for label, _ in present]))
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    width = 0.38
+    width = 0.8 / len(bars)
     xs = range(len(present))
-    succ = [r["success"] for _, r in present]
-    valid = [r["tool_call_validity"] for _, r in present]
-    ax.bar([x - width / 2 for x in xs], succ, width, label="success rate")
-    ax.bar([x + width / 2 for x in xs], valid, width, label="tool-call validity")
-    for x, (s, v) in enumerate(zip(succ, valid, strict=True)):
-        ax.text(x - width / 2, s + 0.01, f"{s:.2f}", ha="center", fontsize=8)
-        ax.text(x + width / 2, v + 0.01, f"{v:.2f}", ha="center", fontsize=8)
+    for i, (name, values) in enumerate(bars):
+        offset = (i - (len(bars) - 1) / 2) * width
+        shown = [(x, v) for x, v in zip(xs, values, strict=True) if v is not None]
+        ax.bar([x + offset for x, _ in shown], [v for _, v in shown], width, label=name)
+        for x, v in shown:
+            ax.text(x + offset, v + 0.01, f"{v:.2f}", ha="center", fontsize=8)
     ax.set_xticks(list(xs), [label for label, _ in present])
     ax.set_ylim(0, 1.1)
-    ax.set_title(f"Held-out tool_world tasks (n={present[0][1]['episodes'] if present else 0})")
+    title = f"Held-out tool_world tasks (n={present[0][1]['episodes'] if present else 0})"
+    if len(bars) == 3:
+        title += f", critic on held-out pairs (n={critic.get('heldout_examples', 0)})"
+    ax.set_title(title, fontsize=10)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -84,7 +95,9 @@ def build_demo_report(run_dir: Path, summary: dict[str, Any], results: dict[str,
     figures = []
     if any(k in results for k in ("eval_base", "eval_sft", "eval_rl")):
         _bars(out / "success.png", results)
-        figures.append(("success", "Success rate and tool-call validity: random init, SFT, RL"))
+        figures.append(
+            ("success", "Success rate, tool-call validity and critic accuracy: random init, SFT, RL")
+        )
     if _sft_loss(out / "sft_loss.png", run_dir):
         figures.append(("sft_loss", "SFT loss"))
     rl_report = run_dir / "rl" / "report"
