@@ -1,14 +1,16 @@
-"""Auxiliary next-token losses mixed into the RL update: L = L_RL + Σ_a β_a · L_a.
+"""Auxiliary losses mixed into the RL update: L = L_RL + Σ_a β_a · L_a.
 
 PTX (ptx.py) is one; the closed-loop critic refinement (`CriticRefinementLoss`) is another. An auxiliary loss is
-an object with a `name`, a weight `beta`, `refresh()` (pull data produced since the last step), `next_batch()`
-(a right-padded `(input_ids_BT, attention_mask_BT, loss_mask_BT)` or None when it has no data yet) and
-`metrics()` (logged every step) and `state_dict()` / `load_state_dict()` so a resumed run continues bit for bit.
+an object with a `name`, a weight `beta`, `solo_steps` (optimizer steps on it alone after each RL update),
+`refresh()` (pull data produced since the last step), `next_batch()` (a right-padded `(input_ids_BT,
+attention_mask_BT, loss_mask_BT)` or None when it has no data yet), `loss(model, *batch)`, `metrics()` (logged
+every step) and `state_dict()` / `load_state_dict()` so a resumed run continues bit for bit.
 
 Critic refinement (K2 §3.2.2, "closed-loop critic refinement"): the reward function turns on-policy rollouts of
 verifiable tasks into pairwise critic examples whose correct verdict is known (rewards/critic_data.py); this loss
-trains the policy to emit that verdict. K2 does not give the mechanism or its weight (k2.md §4.4): ours is an
-SFT-style loss on the verdict tokens, `beta` × mean NLL, over a replay buffer of the most recent examples.
+trains the policy to emit that verdict. K2 does not give the mechanism or its weight (k2.md §4.4): ours is a loss
+on the verdict over a replay buffer of the most recent examples, either the next-token NLL of the verdict turn or
+the cross-entropy over the two letters at the letter's position (`letter_margin`, see `loss`).
 """
 
 from __future__ import annotations

@@ -208,9 +208,7 @@ class PolicyLearner:
                 for aux in self.aux_losses:
                     if aux.beta <= 0 or (aux_batch := aux.next_batch()) is None:
                         continue
-                    ids, attn, mask = (x.to(device) for x in aux_batch)
-                    with self._autocast():
-                        loss_aux = aux.loss(self.model, ids, attn, mask)
+                    loss_aux = self._aux_loss(aux, aux_batch, device)
                     (aux.beta * loss_aux).backward()
                     key = f"loss/{aux.name}"
                     sums[key] = sums.get(key, 0.0) + float(loss_aux.detach())
@@ -252,17 +250,20 @@ class PolicyLearner:
                 if (aux_batch := aux.next_batch()) is None:
                     break
                 self.optimizer.zero_grad(set_to_none=True)
-                ids, attn, mask = (x.to(device) for x in aux_batch)
-                with self._autocast():
-                    loss_aux = aux.loss(self.model, ids, attn, mask)
+                loss_aux = self._aux_loss(aux, aux_batch, device)
                 loss_aux.backward()
                 self._clip()
                 self.optimizer.step()
                 losses.append(float(loss_aux.detach()))
-            self.optimizer.zero_grad(set_to_none=True)
             if losses:
+                self.optimizer.zero_grad(set_to_none=True)
                 metrics[f"loss/{aux.name}_solo"] = sum(losses) / len(losses)
         return metrics
+
+    def _aux_loss(self, aux: AuxLoss, batch: tuple[torch.Tensor, ...], device: torch.device) -> torch.Tensor:
+        ids, attn, mask = (x.to(device) for x in batch)
+        with self._autocast():
+            return aux.loss(self.model, ids, attn, mask)
 
     def _micro(self, groups_R: list[int], mini: slice) -> list[slice]:
         inner = _slices(groups_R[mini], self.config.groups_per_microbatch)
