@@ -29,7 +29,8 @@ def _bars(path: Path, results: dict[str, Any]) -> None:
         ("success rate", [r["success"] for _, r in present]),
         ("tool-call validity", [r["tool_call_validity"] for _, r in present]),
     ]
-    if any(v is not None for v in critic_at.values()):
+    has_critic = any(v is not None for v in critic_at.values())
+    if has_critic:
         bars.append(("critic accuracy", [critic_at.get(label) for label, _ in present]))
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     width = 0.8 / len(bars)
@@ -43,7 +44,7 @@ def _bars(path: Path, results: dict[str, Any]) -> None:
     ax.set_xticks(list(xs), [label for label, _ in present])
     ax.set_ylim(0, 1.1)
     title = f"Held-out tool_world tasks (n={present[0][1]['episodes'] if present else 0})"
-    if len(bars) == 3:
+    if has_critic:
         title += f", critic on held-out pairs (n={critic.get('heldout_examples', 0)})"
     ax.set_title(title, fontsize=10)
     ax.legend(loc="upper left", fontsize=8)

@@ -116,10 +116,11 @@ class CriticRefinementLoss:
         targets_BT = input_ids_BT[:, 1:]
         a_id, b_id = self.letter_ids
         at_letter_BT = loss_mask_BT[:, 1:].bool() & ((targets_BT == a_id) | (targets_BT == b_id))
-        if bool((at_letter_BT.sum(1) != 1).any()):
+        letters_per_row_B = at_letter_BT.sum(1)
+        if bool((letters_per_row_B != 1).any()):
             raise ValueError(
                 f"letter_margin needs exactly one verdict letter (A or B) under each row's loss mask; found "
-                f"{at_letter_BT.sum(1).tolist()} in a batch of {input_ids_BT.shape[0]}"
+                f"{letters_per_row_B.tolist()} in a batch of {input_ids_BT.shape[0]}"
             )
         letters_N2 = logits_BTV[at_letter_BT][:, [a_id, b_id]]
         return torch.nn.functional.cross_entropy(letters_N2, (targets_BT[at_letter_BT] == b_id).long())
