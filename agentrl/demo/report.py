@@ -53,11 +53,14 @@ def _bars(path: Path, results: dict[str, Any]) -> None:
     plt.close(fig)
 
 
-def _loss_points(metrics: Path) -> list[tuple[int, float]]:
+def _metric_rows(metrics: Path) -> list[dict[str, Any]]:
     if not metrics.is_file():
         return []
-    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-    return [(r["step"], r["loss"]) for r in rows if "loss" in r and "step" in r]
+    return [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+
+
+def _loss_points(metrics: Path) -> list[tuple[int, float]]:
+    return [(r["step"], r["loss"]) for r in _metric_rows(metrics) if "loss" in r and "step" in r]
 
 
 def _sft_loss(path: Path, run_dir: Path) -> bool:
@@ -90,6 +93,67 @@ def _sft_loss(path: Path, run_dir: Path) -> bool:
     return True
 
 
+def _critic_curve(path: Path, run_dir: Path, critic: dict[str, Any], rl_steps: int) -> bool:
+    """The in-loop critic accuracy (scored every few RL steps on the held-out pairs collected so far) with the
+    SFT and the final RL weights on the final held-out set as end points: the in-loop curve alone stops at the
+    last scoring step and mixes sample sizes, while the headline numbers are the end points."""
+    start, end = critic.get("accuracy_start"), critic.get("accuracy_end")
+    if start is None or end is None:
+        return False
+    rows = _metric_rows(run_dir / "rl" / "metrics.jsonl")
+    scored = [
+        (r["step"], r["critic/heldout/accuracy"], r.get("critic/heldout/n"))
+        for r in rows
+        if "critic/heldout/accuracy" in r
+    ]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    if scored:
+        ax.plot(
+            [s for s, _, _ in scored],
+            [a for _, a, _ in scored],
+            marker="o",
+            markersize=3,
+            label="during RL (held-out pairs so far)",
+        )
+        for step, acc, n in scored:
+            if n is not None:
+                ax.annotate(
+                    f"n={n:.0f}",
+                    (step, acc),
+                    textcoords="offset points",
+                    xytext=(0, 5),
+                    fontsize=7,
+                    ha="center",
+                )
+    n_final = critic.get("heldout_examples", 0)
+    ax.plot(
+        [0, rl_steps],
+        [start, end],
+        linestyle="none",
+        marker="*",
+        markersize=11,
+        color="tab:red",
+        label=f"SFT and final RL weights, all {n_final} held-out examples",
+    )
+    for x, y in ((0, start), (rl_steps, end)):
+        ax.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=(0, -13), fontsize=8, ha="center")
+    ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("RL step")
+    ax.set_ylabel("accuracy")
+    ax.set_title("Critic accuracy on held-out verifiable pairs (swap-debiased)", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
 def build_demo_report(run_dir: Path, summary: dict[str, Any], results: dict[str, Any]) -> Path:
     out = run_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
@@ -101,9 +165,18 @@ def build_demo_report(run_dir: Path, summary: dict[str, Any], results: dict[str,
         )
     if _sft_loss(out / "sft_loss.png", run_dir):
         figures.append(("sft_loss", "SFT loss"))
+    critic_drawn = _critic_curve(
+        out / "critic.png", run_dir, results.get("critic") or {}, (results.get("rl") or {}).get("steps", 0)
+    )
+    if critic_drawn:
+        figures.append(
+            ("critic", "Critic accuracy: during RL, and the SFT and final RL weights on every held-out pair")
+        )
     rl_report = run_dir / "rl" / "report"
     if rl_report.is_dir():
         for png in sorted(rl_report.glob("*.png")):
+            if critic_drawn and png.stem == "critic":
+                continue  # drawn above with its end points
             shutil.copy(png, out / f"rl_{png.name}")
             figures.append((f"rl_{png.stem}", f"RL: {png.stem.replace('_', ' ')}"))
     body = "".join(
