@@ -61,7 +61,7 @@ def stage_init(ctx: DemoContext) -> None:
     needs_domains = tcfg.entities or tcfg.key_tokens
     domains = load_domains([ctx.run_dir / "synth" / "domains"]) if needs_domains else []
     pools = _entity_pools(domains) if tcfg.entities else {}
-    keys = _key_tokens(domains, ctx.cfg.synth.tasks.result_format) if tcfg.key_tokens else {}
+    keys = _key_tokens(domains) if tcfg.key_tokens else {}
     tokenizer = train_tokenizer(
         texts,
         vocab_size=tcfg.vocab_size,
@@ -123,11 +123,10 @@ def _named_columns(domains: list[Any]) -> list[tuple[str, Any]]:
     return [(name, col) for d in domains for t in d.tables.values() for name, col in t.columns.items()]
 
 
-def _key_tokens(domains: list[Any], result_format: str = "compact") -> dict[str, str | None]:
+def _key_tokens(domains: list[Any]) -> dict[str, str | None]:
     """`"name":"` for every string argument of the domains' tools and every string column of their tables (tool
     results print rows in the same compact JSON), mapped to the kind of value it takes (`name`, `place`, `word`,
-    `enum:<column>`; None for ids and other columns) per `tool_world.values.kind_words`. Under `spaced` results
-    each non-key string column also gets `"name": "`, the form results print it in (session.render_result)."""
+    `enum:<column>`; None for ids and other columns) per `tool_world.values.kind_words`."""
     from environments.tool_world.values import kind_words
 
     named = _named_columns(domains)
@@ -137,12 +136,7 @@ def _key_tokens(domains: list[Any], result_format: str = "compact") -> dict[str,
         for tool in d.tools:
             props = tool.parameters.get("properties", {})
             names.update(n for n, schema in props.items() if schema.get("type") == "string")
-    keys = {f'"{name}":"': kind_of.get(name) for name in sorted(names)}
-    if result_format == "spaced":
-        table_keys = {t.key for d in domains for t in d.tables.values()}
-        columns = {name for name, col in named if col.gen != "int" and name not in table_keys}
-        keys.update({f'"{name}": "': kind_of.get(name) for name in sorted(columns)})
-    return keys
+    return {f'"{name}":"': kind_of.get(name) for name in sorted(names)}
 
 
 def _with_key_tokens(

@@ -84,12 +84,6 @@ class TasksConfig(_Cfg):
         description="Globs `domain.template` kept out of the SFT data but present in held-out and RL tasks "
         "(the strongest lever for RL headroom: the policy must compose them from what it saw).",
     )
-    result_format: Literal["compact", "spaced"] = Field(
-        default="compact",
-        description="How tool results print rows (`TaskSpec.result_format`): `compact` JSON, or `spaced`, where "
-        'a non-key string column prints as `"city": "Zisa"` (call arguments and keys stay `"id":"O7KQ"`); with '
-        "`reply_style=quoted` the reply quotes the result in the same form.",
-    )
     reply_style: Literal["prose", "quoted"] = Field(
         default="prose",
         description="How a reply states a value read from a tool result: `prose` as the template words it, "

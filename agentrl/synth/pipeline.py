@@ -89,7 +89,7 @@ def build_repository(
             if tpl is None:
                 dropped += 1
                 continue
-            tpl = quoted_reply(d, tpl, cfg.tasks.result_format) if cfg.tasks.reply_style == "quoted" else tpl
+            tpl = quoted_reply(d, tpl) if cfg.tasks.reply_style == "quoted" else tpl
             try:  # keep only templates that instantiate on both partitions
                 for split in ("train", "heldout"):
                     instantiate(d, tpl, random.Random(0), split=split, task_id="probe")

@@ -18,10 +18,9 @@ from environments.tool_world.spec import DomainSpec, TemplateSpec
 _ROW_FIELD = re.compile(r"^\{(?P<var>[a-z_][a-z0-9_]*?)(?:_after)?\.(?P<col>[a-z_][a-z0-9_]*)\}$")
 
 
-def quoted_reply(domain: DomainSpec, template: TemplateSpec, result_format: str = "compact") -> TemplateSpec:
+def quoted_reply(domain: DomainSpec, template: TemplateSpec) -> TemplateSpec:
     """`template` with each required row column in its answer written as `"column":value` (JSON, as tool results
-    print it; `"column": "value"` for a non-key string column under `result_format="spaced"`). A template without
-    such outputs comes back unchanged."""
+    print it). A template without such outputs comes back unchanged."""
     answer = template.answer
     for output in template.must_say:
         match = _ROW_FIELD.match(output)
@@ -32,7 +31,5 @@ def quoted_reply(domain: DomainSpec, template: TemplateSpec, result_format: str 
         if column is None:
             continue
         quote = "" if column.gen == "int" else '"'
-        spaced = result_format == "spaced" and quote and match["col"] != domain.tables[table].key
-        sep = ": " if spaced else ":"  # session.render_result's rule
-        answer = answer.replace(output, f"{json.dumps(match['col'])}{sep}{quote}{output}{quote}")
+        answer = answer.replace(output, f"{json.dumps(match['col'])}:{quote}{output}{quote}")
     return template if answer == template.answer else template.model_copy(update={"answer": answer})

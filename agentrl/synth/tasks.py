@@ -112,7 +112,7 @@ class TaskFactory:
             task_id=f"{split}.{index:06d}.{dname}.{tid}", vague_rate=c.vague_rate, fail_rate=c.fail_rate,
             partial_rate=c.partial_rate, max_steps=c.max_steps, offer=list(agent.tools), system=agent.system,
         )  # fmt: skip
-        return task.model_copy(update={"split": split, "result_format": c.result_format})
+        return task.model_copy(update={"split": split})
 
 
 def _excluded(name: str, globs: list[str]) -> bool:

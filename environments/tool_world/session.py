@@ -33,22 +33,6 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
-def render_result(obj: Any, result_format: str, keys: frozenset[str]) -> str:
-    """A successful tool result as the task prints it (`TaskSpec.result_format`): compact JSON, or with
-    `"column": "value"` for every string field whose name is not a table key (nested rows included)."""
-    if result_format == "compact":
-        return dumps(obj)
-    if isinstance(obj, dict):
-        fields = (
-            f"{dumps(k)}{': ' if isinstance(v, str) and k not in keys else ':'}{render_result(v, result_format, keys)}"
-            for k, v in obj.items()
-        )
-        return "{" + ",".join(fields) + "}"
-    if isinstance(obj, list):
-        return "[" + ",".join(render_result(v, result_format, keys) for v in obj) + "]"
-    return dumps(obj)
-
-
 def safe_text(text: str) -> str:
     """Text that encodes as UTF-8: lone surrogates (valid in JSON escapes, invalid in UTF-8) become escapes."""
     try:
@@ -175,7 +159,6 @@ class WorldSession:
         self.reward: float | None = None
         self.details: dict[str, Any] = {}
         self._last_glitch: tuple[str, str] | None = None
-        self._key_columns = frozenset(self.task.keys.values())
         # What the agent was told (user messages, successful tool results): grounds its required outputs.
         self.evidence: list[str] = [self._first_message()]
 
@@ -247,11 +230,8 @@ class WorldSession:
         ):
             self._last_glitch = signature
             page = {"rows": out[:1], "partial": True, "note": "more rows; call again"}
-            return ToolResult(self._render(page), ok=True, kind="partial")
-        return ToolResult(self._render(out), ok=True)
-
-    def _render(self, out: Any) -> str:
-        return render_result(out, self.task.result_format, self._key_columns)
+            return ToolResult(dumps(page), ok=True, kind="partial")
+        return ToolResult(dumps(out), ok=True)
 
     def _checkers_for(self, tool: Any) -> tuple[Any, Draft202012Validator]:
         # per session: a tool's schema is serialised (the shared cache's key) once, not on every call

@@ -292,12 +292,6 @@ class TaskSpec(_Model):
     """Reward of a failed episode = partial_credit x its progress through the task's checkpoints (each required output
     the agent had to fetch and did, and the final state when the task changes it); 0 = tau-bench's binary reward.
     Success is still reward 1 only (scoring.score_episode)."""
-    result_format: Literal["compact", "spaced"] = "compact"
-    """How successful tool results print a row: `compact` JSON throughout, or `spaced`, where a string column
-    that is not a table key prints as `"city": "Zisa"` while keys and call arguments stay compact (`"id":"O7KQ"`).
-    A tokenizer with one token per key then gives a result's column another token than the same argument key, so a
-    tiny policy's copy of the user's new value into an argument is not pulled to the row's old value, and a reply
-    that quotes the result copies it token for token (session.render_result, synth `tasks.result_format`)."""
     answer: str = ""
     gold: list[GoldCall] = Field(default_factory=list)
     vague: str | None = None  # first user message when the user withholds information

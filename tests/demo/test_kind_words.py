@@ -27,13 +27,3 @@ def test_key_tokens_cover_every_string_argument_and_join_their_value_kind():
     assert keys['"patient":"'] == "name" and keys['"day":"'] == "enum:day" and keys['"id":"'] is None
     kinds = _with_key_tokens(_entity_pools(domains), keys)
     assert '"patient":"' in kinds["name"] and not any('"id":"' in ts for ts in kinds.values())
-
-
-def test_spaced_results_add_a_result_form_for_each_non_key_string_column():
-    domains = builtin_domains()
-    compact, spaced = _key_tokens(domains), _key_tokens(domains, "spaced")
-    added = {k: v for k, v in spaced.items() if k not in compact}
-    assert added['"patient": "'] == "name" and added['"day": "'] == "enum:day"
-    # the key column and int columns keep one form: a fetched id is copied token for token into the next call
-    assert '"id": "' not in spaced and '"balance": "' not in spaced and '"balance":"' not in spaced
-    assert all(k.endswith('": "') for k in added)

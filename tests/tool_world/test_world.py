@@ -141,20 +141,3 @@ def test_unresolvable_schema_ref_is_a_tool_error_not_a_crash():
     task = TaskSpec(id="x", domain="d", system="s", user="u", tools=[tool], state={}, expected_state={})
     r = WorldSession(task).call("t", '{"a": 1}')
     assert r.kind == "bad_args" and "cannot validate" in r.error
-
-
-def test_spaced_results_space_only_non_key_string_columns_and_parse_the_same(lib_task):
-    compact = WorldSession(lib_task)
-    spaced = WorldSession(lib_task.model_copy(update={"result_format": "spaced"}))
-    b0 = _row(compact)
-    call = json.dumps({"id": b0["id"]})
-    a, b = compact.call("get_book", call).content, spaced.call("get_book", call).content
-    assert json.loads(a) == json.loads(b) == b0
-    assert b == f'{{"id":"{b0["id"]}","reader": "{b0["reader"]}","copies":{b0["copies"]}}}' and a != b
-    listed = spaced.call("list_books", "{}").content  # nested rows: only key columns here, so nothing spaced
-    assert listed == compact.call("list_books", "{}").content
-    # errors and call arguments keep the compact form
-    assert (
-        spaced.call("lend", json.dumps({"id": b0["id"], "n": 99})).content
-        == compact.call("lend", json.dumps({"id": b0["id"], "n": 99})).content
-    )
