@@ -20,7 +20,7 @@ PANELS = [
     "rl_success.png",
     "rl_reward.png",
     "rl_temperature.png",
-    "rl_critic.png",
+    "critic.png",  # the demo's critic figure (in-loop curve + end points); older reports only have rl_critic.png
     "rl_qk_clip.png",
     "rl_expert_load.png",
     "rl_throughput.png",
@@ -28,7 +28,8 @@ PANELS = [
 
 
 def montage(report_dir: Path, out: Path, cols: int = 3) -> list[str]:
-    names = [n for n in PANELS if (report_dir / n).exists()]
+    panels = [n if n != "critic.png" or (report_dir / n).exists() else "rl_critic.png" for n in PANELS]
+    names = [n for n in panels if (report_dir / n).exists()]
     if not names:
         raise SystemExit(f"no report PNGs in {report_dir}")
     rows = (len(names) + cols - 1) // cols
