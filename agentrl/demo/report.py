@@ -1,7 +1,7 @@
 """The demo report: one HTML page a person can read without logs.
 
-Top: held-out success and tool-call validity for the random-init model, after SFT and after RL (bar chart), and
-the SFT loss curve. Below: every RL figure from the RL run's own report (reward, temperature decay, truncation and
+Top: held-out success and tool-call validity for the random-init model, after SFT and after RL (bar chart), the
+SFT loss curve, and the critic's accuracy during RL with its SFT and final-RL end points on every held-out pair. Below: every RL figure from the RL run's own report (reward, temperature decay, truncation and
 budget, QK-Clip max logits and clipped heads, expert load, critic accuracy when present, weight-sync and step time).
 """
 
@@ -146,7 +146,8 @@ def _critic_curve(path: Path, run_dir: Path, critic: dict[str, Any], rl_steps: i
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("RL step")
     ax.set_ylabel("accuracy")
-    ax.set_title("Critic accuracy on held-out verifiable pairs (swap-debiased)", fontsize=10)
+    rule = critic.get("verdict")
+    ax.set_title(f"Critic accuracy on held-out verifiable pairs{f' ({rule})' if rule else ''}", fontsize=10)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

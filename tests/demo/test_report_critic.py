@@ -23,7 +23,12 @@ def test_critic_figure_has_the_end_points(tmp_path):
     _rl_run(tmp_path)
     results = {
         "rl": {"steps": 4},
-        "critic": {"accuracy_start": 0.4, "accuracy_end": 0.9, "heldout_examples": 10},
+        "critic": {
+            "verdict": "swap_debiased",
+            "accuracy_start": 0.4,
+            "accuracy_end": 0.9,
+            "heldout_examples": 10,
+        },
     }
     page = build_demo_report(tmp_path, {"success_rl": 0.5}, results).read_text()
     assert 'id="critic"' in page and (tmp_path / "report" / "critic.png").stat().st_size > 5000
