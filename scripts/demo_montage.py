@@ -20,15 +20,17 @@ PANELS = [
     "rl_success.png",
     "rl_reward.png",
     "rl_temperature.png",
-    "critic.png",  # the demo's critic figure (in-loop curve + end points); older reports only have rl_critic.png
+    "critic.png",
     "rl_qk_clip.png",
     "rl_expert_load.png",
     "rl_throughput.png",
 ]
+# reports from before the demo drew its own critic figure (in-loop curve + end points) only have the RL one
+FALLBACK = {"critic.png": "rl_critic.png"}
 
 
 def montage(report_dir: Path, out: Path, cols: int = 3) -> list[str]:
-    panels = [n if n != "critic.png" or (report_dir / n).exists() else "rl_critic.png" for n in PANELS]
+    panels = [n if (report_dir / n).exists() else FALLBACK.get(n, n) for n in PANELS]
     names = [n for n in panels if (report_dir / n).exists()]
     if not names:
         raise SystemExit(f"no report PNGs in {report_dir}")

@@ -1,8 +1,9 @@
 """The demo report: one HTML page a person can read without logs.
 
 Top: held-out success and tool-call validity for the random-init model, after SFT and after RL (bar chart), the
-SFT loss curve, and the critic's accuracy during RL with its SFT and final-RL end points on every held-out pair. Below: every RL figure from the RL run's own report (reward, temperature decay, truncation and
-budget, QK-Clip max logits and clipped heads, expert load, critic accuracy when present, weight-sync and step time).
+SFT loss curve, and the critic's accuracy during RL with its SFT and final-RL end points on every held-out pair.
+Below: every RL figure from the RL run's own report (reward, temperature decay, truncation and budget, QK-Clip max
+logits and clipped heads, expert load, critic accuracy when present, weight-sync and step time).
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import json
 import shutil
 from pathlib import Path
 from typing import Any
+
+from agentrl.report.html import POINT_LABELS, metric_series, plot_series, point_labels
+from agentrl.train.metrics import read_jsonl
 
 
 def _bars(path: Path, results: dict[str, Any]) -> None:
@@ -53,14 +57,8 @@ def _bars(path: Path, results: dict[str, Any]) -> None:
     plt.close(fig)
 
 
-def _metric_rows(metrics: Path) -> list[dict[str, Any]]:
-    if not metrics.is_file():
-        return []
-    return [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-
-
 def _loss_points(metrics: Path) -> list[tuple[int, float]]:
-    return [(r["step"], r["loss"]) for r in _metric_rows(metrics) if "loss" in r and "step" in r]
+    return [(r["step"], r["loss"]) for r in read_jsonl(metrics) if "loss" in r and "step" in r]
 
 
 def _sft_loss(path: Path, run_dir: Path) -> bool:
@@ -100,58 +98,29 @@ def _critic_curve(path: Path, run_dir: Path, critic: dict[str, Any], rl_steps: i
     start, end = critic.get("accuracy_start"), critic.get("accuracy_end")
     if start is None or end is None:
         return False
-    rows = _metric_rows(run_dir / "rl" / "metrics.jsonl")
-    scored = [
-        (r["step"], r["critic/heldout/accuracy"], r.get("critic/heldout/n"))
-        for r in rows
-        if "critic/heldout/accuracy" in r
-    ]
-    import matplotlib
+    rows = read_jsonl(run_dir / "rl" / "metrics.jsonl")
+    key = "critic/heldout/accuracy"
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    def end_points(ax: Any) -> None:
+        label = f"SFT and final RL weights, all {critic.get('heldout_examples', 0)} held-out examples"
+        ax.plot([0, rl_steps], [start, end], "*", markersize=11, color="tab:red", label=label)
+        for x, y in ((0, start), (rl_steps, end)):
+            ax.annotate(
+                f"{y:.2f}", (x, y), textcoords="offset points", xytext=(0, -13), fontsize=8, ha="center"
+            )
+        ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
+        ax.set_ylim(0, 1.05)
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    if scored:
-        ax.plot(
-            [s for s, _, _ in scored],
-            [a for _, a, _ in scored],
-            marker="o",
-            markersize=3,
-            label="during RL (held-out pairs so far)",
-        )
-        for step, acc, n in scored:
-            if n is not None:
-                ax.annotate(
-                    f"n={n:.0f}",
-                    (step, acc),
-                    textcoords="offset points",
-                    xytext=(0, 5),
-                    fontsize=7,
-                    ha="center",
-                )
-    n_final = critic.get("heldout_examples", 0)
-    ax.plot(
-        [0, rl_steps],
-        [start, end],
-        linestyle="none",
-        marker="*",
-        markersize=11,
-        color="tab:red",
-        label=f"SFT and final RL weights, all {n_final} held-out examples",
-    )
-    for x, y in ((0, start), (rl_steps, end)):
-        ax.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=(0, -13), fontsize=8, ha="center")
-    ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
-    ax.set_ylim(0, 1.05)
-    ax.set_xlabel("RL step")
-    ax.set_ylabel("accuracy")
+    in_loop = metric_series(rows, key).get(key)
     rule = critic.get("verdict")
-    ax.set_title(f"Critic accuracy on held-out verifiable pairs{f' ({rule})' if rule else ''}", fontsize=10)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    plot_series(
+        path,
+        f"Critic accuracy on held-out verifiable pairs{f' ({rule})' if rule else ''}",
+        "accuracy",
+        {"during RL (held-out pairs so far)": in_loop} if in_loop else {},
+        point_labels(rows, *POINT_LABELS["critic"]),
+        decorate=end_points,
+    )
     return True
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ FIGURES: list[tuple[str, str, str, Any]] = [
 ]
 
 
-def _series(rows: list[dict[str, Any]], key: str) -> dict[str, tuple[list[float], list[float]]]:
+def metric_series(rows: list[dict[str, Any]], key: str) -> dict[str, tuple[list[float], list[float]]]:
     """name -> (steps, values); a list-valued metric becomes one series per index."""
     out: dict[str, tuple[list[float], list[float]]] = {}
     for row in rows:
@@ -82,17 +83,20 @@ def _series(rows: list[dict[str, Any]], key: str) -> dict[str, tuple[list[float]
 POINT_LABELS: dict[str, tuple[str, str]] = {"critic": ("critic/heldout/n", "n={:.0f}")}
 
 
-def _point_labels(rows: list[dict[str, Any]], key: str, fmt: str) -> dict[float, str]:
+def point_labels(rows: list[dict[str, Any]], key: str, fmt: str) -> dict[float, str]:
     return {row["step"]: fmt.format(row[key]) for row in rows if isinstance(row.get(key), int | float)}
 
 
-def _plot(
+def plot_series(
     path: Path,
     title: str,
     ylabel: str,
     series: dict[str, tuple[list[float], list[float]]],
     labels: dict[float, str] | None = None,
+    decorate: Callable[[Any], None] | None = None,
 ) -> None:
+    """One PNG of `series` (name -> (steps, values)); `labels` annotate the first series' points by step, and
+    `decorate(ax)` adds what a caller draws on top (before the legend, so its labelled artists are listed)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -114,6 +118,8 @@ def _plot(
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
+    if decorate is not None:
+        decorate(ax)
     if len(series) <= 10:
         ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
@@ -133,11 +139,11 @@ def build_report(run_dir: str | Path, title: str = "RL run") -> Path:
         series: dict[str, tuple[list[float], list[float]]] = {}
         for key in keys:
             if wanted(key):
-                series.update(_series(rows, key))
+                series.update(metric_series(rows, key))
         if not series:
             continue
-        labels = _point_labels(rows, *POINT_LABELS[stem]) if stem in POINT_LABELS else None
-        _plot(out / f"{stem}.png", fig_title, ylabel, series, labels)
+        labels = point_labels(rows, *POINT_LABELS[stem]) if stem in POINT_LABELS else None
+        plot_series(out / f"{stem}.png", fig_title, ylabel, series, labels)
         sections.append(
             f'<figure id="{stem}"><img src="{stem}.png" alt="{html.escape(fig_title)}">'
             f"<figcaption>{html.escape(fig_title)}</figcaption></figure>"

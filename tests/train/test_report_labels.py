@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from agentrl.report.html import _point_labels, build_report
+from agentrl.report.html import build_report, point_labels
 
 
 def test_critic_points_carry_the_heldout_size(tmp_path):
@@ -14,7 +14,7 @@ def test_critic_points_carry_the_heldout_size(tmp_path):
         {"step": 6, "reward/mean": 0.3, "critic/heldout/accuracy": 0.75, "critic/heldout/n": 16.0},
     ]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert _point_labels(rows, "critic/heldout/n", "n={:.0f}") == {1: "n=4", 6: "n=16"}
+    assert point_labels(rows, "critic/heldout/n", "n={:.0f}") == {1: "n=4", 6: "n=16"}
     index = build_report(tmp_path)
     assert (
         'src="critic.png"' in index.read_text() and (tmp_path / "report" / "critic.png").stat().st_size > 5000
