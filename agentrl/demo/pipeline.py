@@ -44,6 +44,7 @@ def stage_synth(ctx: DemoContext) -> None:
 
 
 def stage_init(ctx: DemoContext) -> None:
+    from agentrl.demo import vocab
     from environments.tool_world.domains import load_domains
     from model.chat_format import render_messages
     from model.checkpoint import build_model, save_checkpoint
@@ -60,8 +61,8 @@ def stage_init(ctx: DemoContext) -> None:
     tcfg = ctx.cfg.tokenizer
     needs_domains = tcfg.entities or tcfg.key_tokens
     domains = load_domains([ctx.run_dir / "synth" / "domains"]) if needs_domains else []
-    pools = _entity_pools(domains) if tcfg.entities else {}
-    keys = _key_tokens(domains) if tcfg.key_tokens else {}
+    pools = vocab.entity_pools(domains) if tcfg.entities else {}
+    keys = vocab.key_tokens(domains) if tcfg.key_tokens else {}
     tokenizer = train_tokenizer(
         texts,
         vocab_size=tcfg.vocab_size,
@@ -82,9 +83,9 @@ def stage_init(ctx: DemoContext) -> None:
         from model.embedding_init import share_kind_directions
 
         if ctx.cfg.entity_kind_keys:
-            pools = _with_kind_words(pools, domains)
+            pools = vocab.with_kind_words(pools, domains)
         if keys:
-            pools = _with_key_tokens(pools, keys)
+            pools = vocab.with_key_tokens(pools, keys)
         kinds = share_kind_directions(model, tokenizer, pools, ctx.cfg.entity_kind_init, ctx.cfg.seed)
     out = save_checkpoint(model, tokenizer, ctx.run_dir / "init")
     params = sum(p.numel() for p in model.parameters())
@@ -94,60 +95,6 @@ def stage_init(ctx: DemoContext) -> None:
         "params": params,
         "entity_kinds": kinds,
     }
-
-
-def _entity_pools(domains: list[Any]) -> dict[str, tuple[str, ...]]:
-    """The closed pools (by kind) of every domain the synth stage used."""
-    from environments.tool_world.values import closed_pools
-
-    return closed_pools(col for d in domains for col in d.value_columns())
-
-
-def _with_kind_words(pools: dict[str, tuple[str, ...]], domains: list[Any]) -> dict[str, tuple[str, ...]]:
-    """The value pools plus the words that name each kind in tool calls (`tool_world.values.kind_words`); a word
-    joins only the first kind it appears in (kinds in sorted order), so no token gets two kind directions."""
-    from environments.tool_world.values import kind_words
-
-    words = kind_words(_named_columns(domains))
-    merged = {kind: (*pools.get(kind, ()), *words.get(kind, ())) for kind in sorted({*pools, *words})}
-    seen: set[str] = set()
-    out = {}
-    for kind, tokens in merged.items():
-        out[kind] = tuple(t for t in dict.fromkeys(tokens) if t not in seen)
-        seen.update(out[kind])
-    return out
-
-
-def _named_columns(domains: list[Any]) -> list[tuple[str, Any]]:
-    """(column name, column) for every table column of `domains`, the input of `tool_world.values.kind_words`."""
-    return [(name, col) for d in domains for t in d.tables.values() for name, col in t.columns.items()]
-
-
-def _key_tokens(domains: list[Any]) -> dict[str, str | None]:
-    """`"name":"` for every string argument of the domains' tools and every string column of their tables (tool
-    results print rows in the same compact JSON), mapped to the kind of value it takes (`name`, `place`, `word`,
-    `enum:<column>`; None for ids and other columns) per `tool_world.values.kind_words`."""
-    from environments.tool_world.values import kind_words
-
-    named = _named_columns(domains)
-    kind_of = {word: kind for kind, words in kind_words(named).items() for word in words}
-    names = {name for name, col in named if col.gen != "int"}
-    for d in domains:
-        for tool in d.tools:
-            props = tool.parameters.get("properties", {})
-            names.update(n for n, schema in props.items() if schema.get("type") == "string")
-    return {f'"{name}":"': kind_of.get(name) for name in sorted(names)}
-
-
-def _with_key_tokens(
-    pools: dict[str, tuple[str, ...]], keys: dict[str, str | None]
-) -> dict[str, tuple[str, ...]]:
-    """Each key token joins the kind of the value it takes (a key without one keeps its own embedding)."""
-    out = dict(pools)
-    for key, kind in keys.items():
-        if kind is not None:
-            out[kind] = (*out.get(kind, ()), key)
-    return out
 
 
 def stage_sft_short(ctx: DemoContext) -> None:
