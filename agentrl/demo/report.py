@@ -2,8 +2,9 @@
 
 Top: held-out success and tool-call validity for the random-init model, after SFT and after RL (bar chart), the
 SFT loss curve, and the critic's accuracy during RL with its SFT and final-RL end points on every held-out pair.
-Below: every RL figure from the RL run's own report (reward, temperature decay, truncation and budget, QK-Clip max
-logits and clipped heads, expert load, critic accuracy when present, weight-sync and step time).
+Below: every other RL figure from the RL run's own report (reward, temperature decay, truncation and budget,
+QK-Clip max logits and clipped heads, expert load, weight-sync and step time); its in-loop critic curve is the one
+drawn above.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from agentrl.report.html import POINT_LABELS, metric_series, plot_series, point_labels
+from agentrl.report.html import POINT_LABELS, figure_html, metric_series, plot_series, point_labels
 from agentrl.train.metrics import read_jsonl
 
 
@@ -149,11 +150,7 @@ def build_demo_report(run_dir: Path, summary: dict[str, Any], results: dict[str,
                 continue  # drawn above with its end points
             shutil.copy(png, out / f"rl_{png.name}")
             figures.append((f"rl_{png.stem}", f"RL: {png.stem.replace('_', ' ')}"))
-    body = "".join(
-        f'<figure id="{stem}"><img src="{stem}.png" alt="{html.escape(title)}">'
-        f"<figcaption>{html.escape(title)}</figcaption></figure>"
-        for stem, title in figures
-    )
+    body = "".join(figure_html(stem, title) for stem, title in figures)
     rows = "".join(
         f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(json.dumps(v) if not isinstance(v, str) else v)}</td></tr>"
         for k, v in summary.items()

@@ -127,6 +127,14 @@ def plot_series(
     plt.close(fig)
 
 
+def figure_html(stem: str, title: str) -> str:
+    """One report figure: `<stem>.png` next to the page, captioned `title`."""
+    return (
+        f'<figure id="{stem}"><img src="{stem}.png" alt="{html.escape(title)}">'
+        f"<figcaption>{html.escape(title)}</figcaption></figure>"
+    )
+
+
 def build_report(run_dir: str | Path, title: str = "RL run") -> Path:
     """Write the report and return the path of index.html."""
     run_dir = Path(run_dir)
@@ -144,10 +152,7 @@ def build_report(run_dir: str | Path, title: str = "RL run") -> Path:
             continue
         labels = point_labels(rows, *POINT_LABELS[stem]) if stem in POINT_LABELS else None
         plot_series(out / f"{stem}.png", fig_title, ylabel, series, labels)
-        sections.append(
-            f'<figure id="{stem}"><img src="{stem}.png" alt="{html.escape(fig_title)}">'
-            f"<figcaption>{html.escape(fig_title)}</figcaption></figure>"
-        )
+        sections.append(figure_html(stem, fig_title))
     last = next((r for r in reversed(rows) if "reward/mean" in r), rows[-1] if rows else {})
     summary = "".join(
         f"<tr><td>{html.escape(k)}</td><td>{v:.4g}</td></tr>"
