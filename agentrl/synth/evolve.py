@@ -42,7 +42,7 @@ CATEGORIES: dict[str, list[Entity]] = {
         Entity("match", "M", "host", {"map": PLACE, "status": _enum("open", "full")}, {"close": ("status", "closed")}),
     ],
     "education": [
-        Entity("course", "C", "teacher", {"room": {"gen": "int", "lo": 100, "hi": 400}, "status": _enum("open", "full")},
+        Entity("course", "C", "teacher", {"room": {"gen": "int", "lo": 10, "hi": 99}, "status": _enum("open", "full")},
                {"close": ("status", "closed")}),
         Entity("student", "S", "name", {"grade": _enum("a", "b", "c", "d"), "city": PLACE}, {"expel": ("status", "gone")}),
     ],
