@@ -106,16 +106,17 @@ def templates_for_table(domain: DomainSpec, table: str) -> list[TemplateSpec]:
         (w1, t1, e1, a1, _, ans1), p1 = by_owner[0]
         w2, t2, e2, a2, p2, ans2 = writes[1]
 
-        def second(text: str) -> str:  # the second write acts on the found row, with fresh value w
-            return text.replace(f"{n} {{x.{k}}}", f"that {n}").replace("{v}", "{w}")
+        def with_w(text: str) -> str:  # the second write's fresh value is w (v is the first's)
+            return text.replace("{v}", "{w}")
 
         # On the found row, not a second row named by id: the found row would show its own id under the key the
         # second write needs, and a tiny policy copies that instead (BENCHMARKS.md, "Twentieth session").
-        a2w = {key: val.replace("{v}", "{w}") if isinstance(val, str) else val for key, val in a2.items()}
+        a2w = {key: with_w(val) if isinstance(val, str) else val for key, val in a2.items()}
         e2w = {("w" if var == "v" else var): col for var, col in e2.items()}
+        p2w = with_w(p2).replace(f"{n} {{x.{k}}}", f"that {n}")
         out.append(_tpl(id=f"{w1}_and_{w2}", level=3, bind={"x": table, **e1, **e2w},
-                        user=[f"Please {p1} and {second(p2)}."], plan=[find_step, [t1.name, a1], [t2.name, a2w]],
-                        answer=f"{ans1} {ans2.replace('{v}', '{w}')}"))  # fmt: skip
+                        user=[f"Please {p1} and {p2w}."], plan=[find_step, [t1.name, a1], [t2.name, a2w]],
+                        answer=f"{ans1} {with_w(ans2)}"))  # fmt: skip
     return out
 
 
