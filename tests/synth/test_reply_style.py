@@ -29,10 +29,10 @@ def test_int_and_string_columns_are_quoted_as_json_prints_them():
     assert quoted_reply(bank, balance).answer == 'Account {a.id} has "balance":{a.balance}.'
     shop, status = _template("shop", "status")
     assert quoted_reply(shop, status).answer == 'Order {o.id} is "status":"{o.status}".'
-    _, pay = _template("bank", "pay")  # `{a_after.balance}` is row a's column too; `{n}` came from the user
+    _, pay = _template("bank", "pay")  # `{b_after.balance}` is row b's column too; `{n}` came from the user
     assert (
         quoted_reply(bank, pay).answer
-        == 'Sent {n} to {b.owner}. Account {a.id} now has "balance":{a_after.balance}.'
+        == 'Sent {n} to {b.owner}. Account {b.id} now has "balance":{b_after.balance}.'
     )
 
 
