@@ -25,7 +25,7 @@ def _demo_rl() -> RLConfig:
             # (held-out 0.32 -> 0.24), 2e-4 kept it (0.33). BENCHMARKS.md, "Fourth session".
             "temperature": {"kind": "linear", "start": 0.7, "end": 0.3, "steps": 30},
             "budget": {"default": 768, "penalty": -0.5},
-            # The SFT demonstrations skip lookups half the time (`synth.agent.shortcut_rate`): Muon lr 1e-3 flips
+            # The SFT demonstrations skip lookups about half the time (`synth.agent.shortcut_rate`): Muon lr 1e-3 flips
             # that decision in 30 steps (level 3: 34/36 skip -> 7/36), 2e-4 barely moves the policy; PTX on the
             # SFT records holds the copying skill lr 1e-3 alone erodes. BENCHMARKS.md, "Fifth session".
             "optimizer": {"name": "muonclip", "muonclip": {"lr": 1e-3, "weight_decay": 0.0}},
