@@ -2,20 +2,16 @@
 
 Domain design for a from-scratch policy (environments/tool_world/domains/): it copies a reply's value from the
 latest result (an induction pattern), not from a result further back under the same key. `bank.pay` used to ask
-for the payer's balance, which the withdrawal two results back shows while the last result shows the payee's; no
-run ever answered it (0 of 9 held-out tasks at seed 0, BENCHMARKS.md, "Twenty-second session").
+for the payer's balance, which the withdrawal two results back shows while the last result shows the payee's; the
+default never answered it (0 of 9 held-out tasks at seed 0, BENCHMARKS.md, "Twenty-second session").
 """
 
 from __future__ import annotations
 
-import random
-
-from agentrl.synth.evolve import CATEGORIES, evolve_domain
-from agentrl.synth.task_writer import write_templates
 from environments.tool_world.scoring import answer_missing
 from environments.tool_world.server import builtin_tasks
 from environments.tool_world.session import WorldSession
-from environments.tool_world.spec import TaskSpec
+from environments.tool_world.spec import DomainSpec, TaskSpec
 
 
 def _outputs_not_in_last_result(tasks: dict[str, TaskSpec]) -> dict[str, list[str]]:
@@ -37,10 +33,5 @@ def test_builtin_replies_copy_from_the_last_result():
     assert _outputs_not_in_last_result(tasks) == {}
 
 
-def test_evolved_replies_copy_from_the_last_result():
-    rng = random.Random(0)
-    evolved = [
-        evolve_domain(cat, ent, rng, i) for cat, ents in CATEGORIES.items() for i, ent in enumerate(ents)
-    ]
-    domains = [d.model_copy(update={"templates": write_templates(d)}) for d in evolved]
-    assert _outputs_not_in_last_result(builtin_tasks(per_template=3, seed=1, domains=domains)) == {}
+def test_evolved_replies_copy_from_the_last_result(evolved_domains: list[DomainSpec]):
+    assert _outputs_not_in_last_result(builtin_tasks(per_template=3, seed=1, domains=evolved_domains)) == {}
