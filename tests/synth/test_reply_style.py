@@ -30,6 +30,12 @@ def test_int_and_string_columns_are_quoted_as_json_prints_them():
     shop, status = _template("shop", "status")
     assert quoted_reply(shop, status).answer == 'Order {o.id} is "status":"{o.status}".'
     _, pay = _template("bank", "pay")  # `{b_after.balance}` is row b's column too; `{n}` came from the user
+    pay = pay.model_copy(
+        update={
+            "answer": "Sent {n} to {b.owner}. Account {b.id} now has {b_after.balance}.",
+            "must_say": ["{b_after.balance}", "{n}"],
+        }
+    )
     assert (
         quoted_reply(bank, pay).answer
         == 'Sent {n} to {b.owner}. Account {b.id} now has "balance":{b_after.balance}.'
