@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import torch
 
@@ -43,10 +44,13 @@ def update(rank: int = 0, world_size: int = 1) -> tuple[torch.nn.Module, dict]:
 
 
 def worker(rank: int, world_size: int, out: str, port: int) -> None:
+    import faulthandler
+
     import torch.distributed as dist
 
     from agentrl.train.distributed import full_state_dict
 
+    faulthandler.enable()  # a crash in a spawned rank then prints its Python stack
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
@@ -57,3 +61,9 @@ def worker(rank: int, world_size: int, out: str, port: int) -> None:
             torch.save({"state": state, "metrics": metrics}, out)
     finally:
         dist.destroy_process_group()
+    # The work is done and saved. About 1 run in 25 the interpreter's teardown then aborted a rank ("terminate
+    # called without an active exception", no Python frame: a native thread still joinable at exit; SIGSEGV once
+    # in CI), which mp.spawn reports as a failed test. Skip the teardown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
